@@ -1,0 +1,122 @@
+"""Every difference between dialects lives here; the rest of the package is dialect-neutral Core.
+
+- the upsert construct (``ON CONFLICT DO UPDATE`` vs ``ON DUPLICATE KEY UPDATE``);
+- the renew strategy, read off SQLAlchemy's dialect (``UPDATE ... RETURNING`` or not);
+- the default async driver for a plain URL, and the settings of an engine we create
+  (SQLite: WAL, ``synchronous=NORMAL``, a busy timeout);
+- recognising "the table does not exist" in a driver error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.dml import Insert
+
+__all__ = (
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "async_url",
+    "configure_owned_engine",
+    "is_missing_table",
+    "renew_with_returning",
+    "upsert_statement",
+)
+
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+# driver used when a URL names only the database ("postgresql://...")
+_DEFAULT_ASYNC_DRIVER = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "mysql": "mysql+asyncmy",
+    "mariadb": "mariadb+asyncmy",
+}
+
+
+def _on_conflict_upsert(insert: Callable[[Table], Any]) -> Callable[[Table], Insert]:
+    def build(table: Table) -> Insert:
+        stmt = insert(table)
+        result: Insert = stmt.on_conflict_do_update(
+            index_elements=list(table.primary_key.columns),
+            set_={"value": stmt.excluded.value, "expires_at": stmt.excluded.expires_at},
+        )
+        return result
+
+    return build
+
+
+def _on_duplicate_key_upsert(table: Table) -> Insert:
+    stmt = mysql.insert(table)
+    return stmt.on_duplicate_key_update(value=stmt.inserted.value, expires_at=stmt.inserted.expires_at)
+
+
+_UPSERT: dict[str, Callable[[Table], Insert]] = {
+    "sqlite": _on_conflict_upsert(sqlite.insert),
+    "postgresql": _on_conflict_upsert(postgresql.insert),
+    "mysql": _on_duplicate_key_upsert,
+    "mariadb": _on_duplicate_key_upsert,
+}
+
+
+def upsert_statement(dialect: Dialect, table: Table) -> Insert:
+    """An ``INSERT`` of one row that replaces ``value`` and ``expires_at`` on a key conflict."""
+    try:
+        build = _UPSERT[dialect.name]
+    except KeyError:
+        raise ValueError(
+            f"sqlsession supports SQLite, PostgreSQL and MySQL/MariaDB, not {dialect.name!r}"
+        ) from None
+    return build(table)
+
+
+def renew_with_returning(dialect: Dialect) -> bool:
+    """Whether renewal is one ``UPDATE ... RETURNING`` (SQLite, PostgreSQL) or select-then-update."""
+    return bool(dialect.update_returning)
+
+
+def async_url(url: str | URL) -> URL:
+    """``url`` with the default async driver filled in when it names none (``sqlite:///x.db``)."""
+    parsed = make_url(url)
+    driver = _DEFAULT_ASYNC_DRIVER.get(parsed.drivername)
+    return parsed.set(drivername=driver) if driver else parsed
+
+
+def configure_owned_engine(engine: AsyncEngine) -> None:
+    """Settings for an engine the store creates itself.
+
+    SQLite: WAL journal with ``synchronous=NORMAL`` (durable across application crashes; a power
+    loss can drop the last transactions, not corrupt the file) and a busy timeout, so that
+    several processes can write one file without "database is locked" reaching the caller.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    event.listen(engine.sync_engine, "connect", on_connect)
+
+
+_MYSQL_NO_SUCH_TABLE = 1146
+_PG_UNDEFINED_TABLE = "42P01"
+
+
+def is_missing_table(error: BaseException) -> bool:
+    """Whether a DBAPI error (the ``orig`` of SQLAlchemy's wrapper) says the table does not exist."""
+    if getattr(error, "sqlstate", None) == _PG_UNDEFINED_TABLE:
+        return True
+    args = getattr(error, "args", ())
+    if args and args[0] == _MYSQL_NO_SUCH_TABLE:
+        return True
+    return "no such table" in str(error)

@@ -1,0 +1,440 @@
+"""``SQLStore``: a Litestar ``NamespacedStore`` on one SQL table, through SQLAlchemy Core."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from litestar.stores.base import NamespacedStore
+from sqlalchemy import BigInteger, MetaData, Table, bindparam, case, delete, null, or_, select, update
+from sqlalchemy.engine import URL, CursorResult, Result
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from . import _dialects
+from ._keys import encode_namespace, key_digest, namespace_range
+from .schema import DEFAULT_TABLE_NAME, store_table
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from sqlalchemy.sql import Executable
+    from typing_extensions import Self
+
+__all__ = ("DEFAULT_MAX_VALUE_SIZE", "SQLStore", "TableMissingError")
+
+DEFAULT_MAX_VALUE_SIZE: Final = 4 * 1024 * 1024
+"""4 MiB: fits MySQL/MariaDB's default ``max_allowed_packet`` (16 MiB) even fully escaped."""
+
+_US: Final = 1_000_000
+_INT64_MAX: Final = 2**63 - 1
+
+
+class TableMissingError(RuntimeError):
+    """The store's table does not exist: the migrations have not been run."""
+
+
+def _duration_us(value: object, name: str) -> int:
+    """A duration argument in microseconds; ``TypeError``/``ValueError`` for anything odd."""
+    if isinstance(value, timedelta):
+        return value // timedelta(microseconds=1)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be None, an int, a float or a timedelta, not {type(value).__name__}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, not {value!r}")
+        return round(value * _US)
+    return value * _US
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a str, not {type(key).__name__}")
+    return key
+
+
+class _Shared:
+    """What a store and all its namespaces share: engine, table, prebuilt statements, settings."""
+
+    __slots__ = (
+        "clock",
+        "delete_all_stmt",
+        "delete_expired_stmt",
+        "delete_root_expired_stmt",
+        "delete_root_stmt",
+        "delete_stmt",
+        "engine",
+        "executor",
+        "loop",
+        "max_value_size",
+        "owns_engine",
+        "renew_cas_stmt",
+        "renew_returning_stmt",
+        "select_expiry_stmt",
+        "select_value_expiry_stmt",
+        "select_value_stmt",
+        "table",
+        "upsert_stmt",
+    )
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        table: Table,
+        clock: Callable[[], float],
+        max_value_size: int,
+        owns_engine: bool,
+        autocommits: bool,
+    ) -> None:
+        self.engine = engine
+        # every operation is single statements in autocommit: no BEGIN/COMMIT round trips
+        self.executor = engine if autocommits else engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.table = table
+        self.clock = clock
+        self.max_value_size = max_value_size
+        self.owns_engine = owns_engine
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+        c = table.c
+        this_key = (c.namespace == bindparam("ns"), c.key_hash == bindparam("kh"))
+        live = or_(c.expires_at.is_(None), c.expires_at > bindparam("now", type_=BigInteger))
+        in_range = (c.namespace >= bindparam("lo"), c.namespace < bindparam("hi"))
+        expired = c.expires_at <= bindparam("now", type_=BigInteger)
+
+        dialect = engine.dialect
+        self.upsert_stmt = _dialects.upsert_statement(dialect, table)
+        self.select_value_stmt = select(c.value).where(*this_key, live)
+        self.select_expiry_stmt = select(c.expires_at).where(*this_key, live)
+        self.select_value_expiry_stmt = select(c.value, c.expires_at).where(*this_key, live)
+        new_expiry = bindparam("new_exp", type_=BigInteger)
+        self.renew_returning_stmt = (
+            update(table)
+            .where(*this_key, live)
+            .values(expires_at=case((c.expires_at.is_(None), null()), else_=new_expiry))
+            .returning(c.value)
+            if _dialects.renew_with_returning(dialect)
+            else None
+        )
+        # compare-and-set: renews only the version that was read, never a deleted or replaced one
+        self.renew_cas_stmt = (
+            update(table)
+            .where(*this_key, c.expires_at == bindparam("old_exp", type_=BigInteger))
+            .values(expires_at=new_expiry)
+        )
+        self.delete_stmt = delete(table).where(*this_key)
+        self.delete_all_stmt = delete(table).where(*in_range)
+        self.delete_root_stmt = delete(table)
+        self.delete_expired_stmt = delete(table).where(*in_range, expired)
+        self.delete_root_expired_stmt = delete(table).where(expired)
+
+    def now_us(self) -> int:
+        return round(self.clock() * _US)
+
+    async def bind_loop(self) -> None:
+        """Drop pooled connections made on another event loop (owned engines only)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self.loop:
+            if self.loop is not None:
+                await self.engine.dispose(close=False)
+            self.loop = loop
+
+    async def run(self, stmt: Executable, params: Mapping[str, Any], fetch: Callable[[Any], Any]) -> Any:
+        """Execute one statement on a pooled autocommit connection and read its result."""
+        if self.owns_engine:
+            await self.bind_loop()
+        try:
+            async with self.executor.connect() as conn:
+                return fetch(await conn.execute(stmt, params))
+        except DBAPIError as error:
+            if error.orig is not None and _dialects.is_missing_table(error.orig):
+                raise TableMissingError(
+                    f"the table {self.table.name!r} does not exist: run the migrations "
+                    f"(`alembic upgrade head`, see the sqlsession README)"
+                ) from error
+            raise
+
+
+def _scalar(result: Result[Any]) -> Any:
+    return result.scalar_one_or_none()
+
+
+def _first(result: Result[Any]) -> Any:
+    return result.first()
+
+
+def _rowcount(result: CursorResult[Any]) -> int:
+    return result.rowcount
+
+
+class SQLStore(NamespacedStore):
+    """Atomic, asynchronous key/value store on one SQL table (SQLite, PostgreSQL, MySQL/MariaDB).
+
+    Keys are stored as SHA-256 digests; values are bytes (``str`` is stored as UTF-8).
+    Expiry uses the application's clock (``clock``), never the database's.
+    """
+
+    __slots__ = ("_ns", "_owner", "_path", "_shared")
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        table_name: str = DEFAULT_TABLE_NAME,
+        namespace: str | None = "LITESTAR",
+        clock: Callable[[], float] = time.time,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+    ) -> None:
+        """Create a store on ``engine``, which the caller owns (the store never disposes it).
+
+        Args:
+            engine: An ``AsyncEngine`` (``sqlite+aiosqlite``, ``postgresql+asyncpg``,
+                ``postgresql+psycopg``, ``mysql+asyncmy``).
+            table_name: Name of the table created by the migrations.
+            namespace: This store's namespace; ``None`` is the root (the whole table).
+            clock: Returns the current Unix time in seconds; all expiry is computed from it.
+            max_value_size: Largest value in bytes; a larger one raises ``ValueError``.
+        """
+        self._init(engine, table_name, namespace, clock, max_value_size, owns_engine=False, autocommits=False)
+
+    def _init(
+        self,
+        engine: AsyncEngine,
+        table_name: str,
+        namespace: str | None,
+        clock: Callable[[], float],
+        max_value_size: int,
+        *,
+        owns_engine: bool,
+        autocommits: bool,
+    ) -> None:
+        if not isinstance(engine, AsyncEngine):
+            raise TypeError(f"engine must be a sqlalchemy AsyncEngine, not {type(engine).__name__}")
+        if namespace is not None and not isinstance(namespace, str):
+            raise TypeError(f"namespace must be a str or None, not {type(namespace).__name__}")
+        if not callable(clock):
+            raise TypeError("clock must be a callable returning the Unix time in seconds")
+        if isinstance(max_value_size, bool) or not isinstance(max_value_size, int) or max_value_size <= 0:
+            raise ValueError(f"max_value_size must be a positive int, not {max_value_size!r}")
+        table = store_table(MetaData(), table_name)
+        path = () if namespace is None else (namespace,)
+        self._shared = _Shared(engine, table, clock, max_value_size, owns_engine, autocommits)
+        self._set_path(path, owner=owns_engine)
+
+    def _set_path(self, path: tuple[str, ...], *, owner: bool) -> None:
+        self._ns = encode_namespace(path)
+        self._path = path
+        self._owner = owner
+        self.namespace = path[-1] if path else None
+
+    @classmethod
+    def with_url(
+        cls,
+        url: str | URL,
+        *,
+        engine_options: Mapping[str, Any] | None = None,
+        table_name: str = DEFAULT_TABLE_NAME,
+        namespace: str | None = "LITESTAR",
+        clock: Callable[[], float] = time.time,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+    ) -> SQLStore:
+        """Create a store with an engine of its own, disposed by ``__aexit__``.
+
+        A URL without a driver gets the async default (``sqlite+aiosqlite``,
+        ``postgresql+asyncpg``, ``mysql+asyncmy``). The engine runs in autocommit mode
+        (every operation is one atomic statement); on SQLite it uses WAL, ``synchronous=NORMAL``
+        and a busy timeout. ``engine_options`` are passed to ``create_async_engine`` and win.
+        """
+        options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
+        options.update(engine_options or {})
+        engine = create_async_engine(_dialects.async_url(url), **options)
+        _dialects.configure_owned_engine(engine)
+        store = cls.__new__(cls)
+        try:
+            store._init(
+                engine,
+                table_name,
+                namespace,
+                clock,
+                max_value_size,
+                owns_engine=True,
+                autocommits=options["isolation_level"] == "AUTOCOMMIT",
+            )
+        except BaseException:
+            engine.sync_engine.dispose(close=False)
+            raise
+        return store
+
+    # -- attributes -------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The ``AsyncEngine`` this store runs on."""
+        return self._shared.engine
+
+    @property
+    def table(self) -> Table:
+        """The ``sqlalchemy.Table`` this store uses."""
+        return self._shared.table
+
+    @property
+    def namespace_path(self) -> tuple[str, ...]:
+        """The names from the root to this store's namespace; ``()`` for the root."""
+        return self._path
+
+    @property
+    def max_value_size(self) -> int:
+        """Largest value accepted, in bytes."""
+        return self._shared.max_value_size
+
+    def __repr__(self) -> str:
+        url = self._shared.engine.url.render_as_string(hide_password=True)
+        return f"{type(self).__name__}(url={url!r}, table={self.table.name!r}, namespace={self._path!r})"
+
+    def with_namespace(self, namespace: str) -> Self:
+        """A store in the child namespace ``namespace``, sharing this store's engine and table.
+
+        ``delete_all`` on a parent also clears its children; every other operation is isolated.
+        """
+        if not isinstance(namespace, str):
+            raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
+        child = type(self).__new__(type(self))
+        child._shared = self._shared
+        child._set_path((*self._path, namespace), owner=False)
+        return child
+
+    # -- operations -------------------------------------------------------------------------
+
+    async def set(
+        self, key: str, value: str | bytes, expires_in: int | float | timedelta | None = None
+    ) -> None:
+        """Store ``value`` under ``key``, replacing any previous value atomically.
+
+        ``expires_in``: ``None`` or ``0`` = never expires; ``> 0`` = expires after that many
+        seconds (``float`` and ``timedelta`` give sub-second precision); ``< 0`` = stored expired.
+        """
+        key = _check_key(key)
+        if isinstance(value, str):
+            data = value.encode("utf-8")
+        elif isinstance(value, bytes):
+            data = value
+        else:
+            raise TypeError(f"value must be str or bytes, not {type(value).__name__}")
+        shared = self._shared
+        if len(data) > shared.max_value_size:
+            raise ValueError(
+                f"value is {len(data)} bytes, larger than max_value_size={shared.max_value_size}"
+            )
+        expires_at = None
+        if expires_in is not None:
+            delta = _duration_us(expires_in, "expires_in")
+            if delta:
+                expires_at = shared.now_us() + delta
+                if not -_INT64_MAX <= expires_at <= _INT64_MAX:
+                    raise ValueError(f"expires_in is out of range: {expires_in!r}")
+        params = {"namespace": self._ns, "key_hash": key_digest(key), "value": data, "expires_at": expires_at}
+        await shared.run(shared.upsert_stmt, params, _rowcount)
+
+    async def get(self, key: str, renew_for: int | float | timedelta | None = None) -> bytes | None:
+        """The value of ``key``, or ``None`` when it is missing or expired.
+
+        ``renew_for`` (``> 0``): if the key has an expiry, it now expires ``renew_for`` seconds
+        from now; a key without expiry keeps none. Renewal never brings back a deleted or
+        expired key.
+        """
+        key = _check_key(key)
+        renew_us = 0
+        if renew_for is not None:
+            renew_us = _duration_us(renew_for, "renew_for")
+            if renew_us < 0:
+                raise ValueError(f"renew_for must not be negative, got {renew_for!r}")
+        shared = self._shared
+        now = shared.now_us()
+        params: dict[str, Any] = {"ns": self._ns, "kh": key_digest(key), "now": now}
+        if not renew_us:
+            value = await shared.run(shared.select_value_stmt, params, _scalar)
+        elif shared.renew_returning_stmt is not None:
+            params["new_exp"] = now + renew_us
+            value = await shared.run(shared.renew_returning_stmt, params, _scalar)
+        else:
+            row = await shared.run(shared.select_value_expiry_stmt, params, _first)
+            if row is None:
+                return None
+            value, old_expiry = row
+            if old_expiry is not None:
+                cas = {"ns": self._ns, "kh": params["kh"], "old_exp": old_expiry, "new_exp": now + renew_us}
+                await shared.run(shared.renew_cas_stmt, cas, _rowcount)
+        return None if value is None else bytes(value)
+
+    async def exists(self, key: str) -> bool:
+        """Whether ``key`` is present and not expired."""
+        return await self._expiry_row(key) is not None
+
+    async def expires_in(self, key: str) -> int | None:
+        """Whole seconds (rounded up) until ``key`` expires; ``-1`` if it never expires;
+        ``None`` if it is missing or expired."""
+        row = await self._expiry_row(key)
+        if row is None:
+            return None
+        expires_at, now = row
+        if expires_at is None:
+            return -1
+        return -((now - expires_at) // _US)
+
+    async def _expiry_row(self, key: str) -> tuple[int | None, int] | None:
+        key = _check_key(key)
+        shared = self._shared
+        now = shared.now_us()
+        params = {"ns": self._ns, "kh": key_digest(key), "now": now}
+        row = await shared.run(shared.select_expiry_stmt, params, _first)
+        return None if row is None else (row[0], now)
+
+    async def delete(self, key: str) -> None:
+        """Delete ``key``; no error if it does not exist."""
+        key = _check_key(key)
+        shared = self._shared
+        await shared.run(shared.delete_stmt, {"ns": self._ns, "kh": key_digest(key)}, _rowcount)
+
+    async def delete_all(self) -> None:
+        """Delete every key of this namespace and of all namespaces below it (root: the table)."""
+        shared = self._shared
+        bounds = namespace_range(self._ns)
+        if bounds is None:
+            await shared.run(shared.delete_root_stmt, {}, _rowcount)
+        else:
+            await shared.run(shared.delete_all_stmt, {"lo": bounds[0], "hi": bounds[1]}, _rowcount)
+
+    async def delete_expired(self) -> int:
+        """Delete the expired keys of this namespace and below; return how many were deleted."""
+        shared = self._shared
+        now = shared.now_us()
+        bounds = namespace_range(self._ns)
+        if bounds is None:
+            count = await shared.run(shared.delete_root_expired_stmt, {"now": now}, _rowcount)
+        else:
+            params = {"lo": bounds[0], "hi": bounds[1], "now": now}
+            count = await shared.run(shared.delete_expired_stmt, params, _rowcount)
+        return int(count)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:  # type: ignore[override]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """Dispose the engine if this store created it (``with_url``); it can be used again after."""
+        if not self._owner:
+            return
+        shared = self._shared
+        loop = asyncio.get_running_loop()
+        # connections made on another event loop cannot be closed from this one
+        await shared.engine.dispose(close=shared.loop is loop)
+        shared.loop = None

@@ -1,0 +1,124 @@
+"""Fixtures: one real server per dialect, a fresh table per test, an injectable clock.
+
+Server URLs come from ``SQLSESSION_TEST_POSTGRES_URL`` and ``SQLSESSION_TEST_MYSQL_URL``
+(defaults: the local servers). An unreachable server skips its tests with the reason, unless
+``SQLSESSION_REQUIRE_ALL_DIALECTS=1``, which makes it a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from sqlsession import SQLStore
+
+POSTGRES_URL = os.environ.get("SQLSESSION_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("SQLSESSION_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+REQUIRE_ALL = os.environ.get("SQLSESSION_REQUIRE_ALL_DIALECTS") == "1"
+
+# dialect id -> (server URL or None for the embedded SQLite, async driver)
+DIALECTS = {
+    "sqlite": (None, "sqlite+aiosqlite"),
+    "asyncpg": (POSTGRES_URL, "postgresql+asyncpg"),
+    "psycopg": (POSTGRES_URL, "postgresql+psycopg"),
+    "asyncmy": (MYSQL_URL, "mysql+asyncmy"),
+}
+
+
+def _reachable(url: str) -> str | None:
+    """``None`` when the server answers on its TCP port, else why not."""
+    parsed = make_url(url)
+    host, port = parsed.host or "127.0.0.1", parsed.port or {"postgresql": 5432}.get(parsed.drivername, 3306)
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return None
+    except OSError as error:
+        return f"{parsed.drivername} server at {host}:{port} is unreachable: {error}"
+
+
+def dialect_url(dialect: str, tmp_path: Path) -> str:
+    """The async URL for ``dialect``; skips (or fails, in CI) when its server is down."""
+    server, driver = DIALECTS[dialect]
+    if server is None:
+        return f"{driver}:///{tmp_path / 'store.db'}"
+    reason = _reachable(server)
+    if reason is not None:
+        if REQUIRE_ALL:
+            pytest.fail(f"SQLSESSION_REQUIRE_ALL_DIALECTS=1 but {reason}")
+        pytest.skip(reason)
+    return make_url(server).set(drivername=driver).render_as_string(hide_password=False)
+
+
+def unique_table() -> str:
+    return f"t_{uuid.uuid4().hex[:16]}"
+
+
+@dataclass
+class Clock:
+    """A clock the test moves by hand: expiry without sleeping."""
+
+    now: float
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(time.time())
+
+
+@pytest.fixture(params=list(DIALECTS))
+def dialect(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def url(dialect: str, tmp_path: Path) -> str:
+    return dialect_url(dialect, tmp_path)
+
+
+async def create_table(store: SQLStore) -> None:
+    async with store.engine.begin() as conn:
+        await conn.run_sync(store.table.metadata.create_all)
+
+
+async def drop_table(store: SQLStore) -> None:
+    async with store.engine.begin() as conn:
+        await conn.run_sync(store.table.metadata.drop_all)
+
+
+@pytest.fixture
+def make_store(url: str, clock: Clock) -> Callable[..., SQLStore]:
+    """Build stores on this test's table (created on first use by the ``store`` fixture)."""
+    table = unique_table()
+
+    def make(**options: object) -> SQLStore:
+        options.setdefault("table_name", table)
+        options.setdefault("clock", clock)
+        return SQLStore.with_url(url, **options)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+async def store(make_store: Callable[..., SQLStore]) -> AsyncIterator[SQLStore]:
+    """A store (namespace ``LITESTAR``) on a fresh table of its own, on the engine it owns."""
+    store = make_store()
+    await create_table(store)
+    try:
+        yield store
+    finally:
+        await drop_table(store)
+        await store.__aexit__(None, None, None)

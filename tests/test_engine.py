@@ -1,0 +1,169 @@
+"""Engine ownership, life cycle across event loops, the missing table, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from sqlsession import SQLStore, TableMissingError
+
+from .conftest import Clock, create_table, drop_table, unique_table
+
+
+async def test_owned_store_can_be_entered_and_left_repeatedly(make_store: Callable[..., SQLStore]) -> None:
+    store = make_store()
+    await create_table(store)
+    try:
+        for round_ in range(3):
+            async with store as entered:
+                assert entered is store
+                await store.set("k", str(round_))
+                assert await store.get("k") == str(round_).encode()
+            # left: the engine was disposed, and the store still works afterwards
+            assert await store.get("k") == str(round_).encode()
+    finally:
+        await drop_table(store)
+        await store.__aexit__(None, None, None)
+
+
+async def test_owned_store_works_from_another_event_loop(make_store: Callable[..., SQLStore]) -> None:
+    store = make_store()
+    await create_table(store)
+    try:
+        await store.set("k", b"from the test loop")
+
+        async def elsewhere() -> bytes | None:
+            value = await store.get("k")
+            await store.set("k2", b"from another loop")
+            return value
+
+        assert await asyncio.to_thread(asyncio.run, elsewhere()) == b"from the test loop"
+        assert await store.get("k2") == b"from another loop"
+
+        async def enter_and_leave_elsewhere() -> bytes | None:
+            async with store:
+                return await store.get("k2")
+
+        assert await asyncio.to_thread(asyncio.run, enter_and_leave_elsewhere()) == b"from another loop"
+        assert await store.get("k") == b"from the test loop"
+    finally:
+        await drop_table(store)
+        await store.__aexit__(None, None, None)
+
+
+async def test_borrowed_engine_is_never_disposed_nor_changed(url: str, clock: Clock) -> None:
+    engine = create_async_engine(url)
+    store = SQLStore(engine, table_name=unique_table(), clock=clock)
+    try:
+        await create_table(store)
+        await store.set("k", b"v", expires_in=10)
+        assert await store.get("k", renew_for=20) == b"v"
+        assert await store.expires_in("k") == 20
+        await store.delete("k")
+        assert await store.exists("k") is False
+        pool = engine.pool
+        async with store:
+            pass
+        assert engine.pool is pool
+        assert store.engine is engine
+        # the store's autocommit does not leak into the caller's connections: a rollback still undoes
+        async with engine.connect() as conn:
+            await conn.execute(text(f"DELETE FROM {store.table.name}"))
+        await store.set("k", b"kept")
+        async with engine.connect() as conn:
+            await conn.execute(text(f"DELETE FROM {store.table.name}"))
+            await conn.rollback()
+        assert await store.get("k") == b"kept"
+        await drop_table(store)
+    finally:
+        await engine.dispose()
+
+
+async def test_children_share_the_engine_and_do_not_dispose_it(store: SQLStore) -> None:
+    child = store.with_namespace("child")
+    assert child.engine is store.engine
+    assert child.table is store.table
+    pool = store.engine.pool
+    async with child:
+        await child.set("k", b"v")
+    assert store.engine.pool is pool
+    assert await child.get("k") == b"v"
+
+
+@pytest.mark.parametrize(
+    "operation",
+    ["set", "get", "renew", "exists", "expires_in", "delete", "delete_all", "delete_expired"],
+)
+async def test_missing_table_says_to_run_the_migrations(
+    make_store: Callable[..., SQLStore], operation: str
+) -> None:
+    store = make_store()
+    calls = {
+        "set": lambda: store.set("k", b"v"),
+        "get": lambda: store.get("k"),
+        "renew": lambda: store.get("k", renew_for=10),
+        "exists": lambda: store.exists("k"),
+        "expires_in": lambda: store.expires_in("k"),
+        "delete": lambda: store.delete("k"),
+        "delete_all": store.delete_all,
+        "delete_expired": store.delete_expired,
+    }
+    try:
+        with pytest.raises(TableMissingError, match="alembic upgrade head") as caught:
+            await calls[operation]()
+        assert store.table.name in str(caught.value)
+    finally:
+        await store.__aexit__(None, None, None)
+
+
+def test_repr_hides_the_password() -> None:
+    store = SQLStore.with_url("postgresql+asyncpg://user:s3cret@db.example/app", table_name="t")
+    assert "s3cret" not in repr(store)
+    assert "db.example" in repr(store)
+    assert "s3cret" not in repr(store.with_namespace("x"))
+
+
+def test_url_without_driver_gets_the_async_default(tmp_path: Path) -> None:
+    assert SQLStore.with_url(f"sqlite:///{tmp_path}/x.db").engine.url.drivername == "sqlite+aiosqlite"
+    assert SQLStore.with_url("postgresql://u@h/d").engine.url.drivername == "postgresql+asyncpg"
+    assert SQLStore.with_url("mysql://u@h/d").engine.url.drivername == "mysql+asyncmy"
+
+
+async def test_owned_sqlite_engine_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
+    store = SQLStore.with_url(f"sqlite:///{tmp_path}/x.db")
+    try:
+        async with store.engine.connect() as conn:
+            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+            assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
+            assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() >= 5000
+    finally:
+        await store.__aexit__(None, None, None)
+
+
+async def test_engine_options_reach_the_engine(url: str) -> None:
+    store = SQLStore.with_url(url, engine_options={"echo": True})
+    try:
+        assert store.engine.echo is True
+    finally:
+        await store.__aexit__(None, None, None)
+
+
+async def test_concurrent_sets_on_one_key_keep_one_written_value(store: SQLStore) -> None:
+    values = [f"value-{i}".encode() for i in range(200)]
+    await asyncio.gather(*(store.set("contended", value, expires_in=60) for value in values))
+    assert await store.get("contended") in values
+
+
+async def test_concurrent_renew_and_delete_never_resurrect(store: SQLStore) -> None:
+    for round_ in range(20):
+        key = f"k{round_}"
+        await store.set(key, b"v", expires_in=60)
+        results = await asyncio.gather(*(store.get(key, renew_for=120) for _ in range(5)), store.delete(key))
+        assert all(value in (b"v", None) for value in results[:5])
+        assert await store.get(key) is None
+        assert await store.exists(key) is False

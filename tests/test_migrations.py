@@ -1,0 +1,204 @@
+"""The Alembic revisions: they create and drop exactly the live Table, on every dialect."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from sqlsession import SQLStore
+from sqlsession._dialects import async_url
+from sqlsession.schema import expires_at_index_name
+
+from .conftest import create_table, drop_table, unique_table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def alembic(
+    *args: str, url: str, table: str | None = None, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "alembic", *(["-x", f"table={table}"] if table else []), *args]
+    return run(command, cwd=cwd, env={"SQLSESSION_URL": url, **(env or {})})
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a command with this environment minus any SQLSESSION_* variable, plus ``env``."""
+    full_env = {key: value for key, value in os.environ.items() if not key.startswith("SQLSESSION_")}
+    full_env.update(env)
+    return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def _describe(conn: Connection, table: str) -> dict[str, Any]:
+    insp = inspect(conn)
+    if not insp.has_table(table):
+        return {}
+    return {
+        "columns": [c["name"] for c in insp.get_columns(table)],
+        "primary_key": insp.get_pk_constraint(table)["constrained_columns"],
+        "indexes": {i["name"]: i for i in insp.get_indexes(table)},
+    }
+
+
+async def describe(url: str, table: str) -> dict[str, Any]:
+    """What the database holds for ``table``: columns, primary key, indexes."""
+    engine = create_async_engine(async_url(url))
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(_describe, table)
+    finally:
+        await engine.dispose()
+
+
+async def execute(url: str, *statements: str) -> None:
+    engine = create_async_engine(async_url(url))
+    try:
+        async with engine.begin() as conn:
+            for statement in statements:
+                await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def table(url: str) -> AsyncIterator[str]:
+    name = unique_table()
+    yield name
+    await execute(url, f"DROP TABLE IF EXISTS {name}", f"DROP TABLE IF EXISTS sqlsession_version_{name}")
+
+
+async def test_upgrade_creates_table_and_index_downgrade_drops_them(
+    url: str, table: str, dialect: str
+) -> None:
+    ok(alembic("upgrade", "head", url=url, table=table))
+    described = await describe(url, table)
+    assert described["columns"] == ["namespace", "key_hash", "value", "expires_at"]
+    assert described["primary_key"] == ["namespace", "key_hash"]
+    index = described["indexes"][expires_at_index_name(table)]
+    assert index["column_names"] == ["expires_at"]
+    where = index.get("dialect_options", {}).get(f"{'postgresql' if 'pg' in dialect else 'sqlite'}_where")
+    if dialect != "asyncmy":  # MySQL/MariaDB have no partial indexes: a plain one there
+        assert "expires_at IS NOT NULL" in str(getattr(where, "text", where))
+    ok(alembic("check", url=url, table=table))
+    ok(alembic("downgrade", "base", url=url, table=table))
+    assert await describe(url, table) == {}
+
+
+async def test_check_finds_a_difference_when_the_schema_drifts(url: str, table: str, dialect: str) -> None:
+    ok(alembic("upgrade", "head", url=url, table=table))
+    on_table = f" ON {table}" if dialect == "asyncmy" else ""
+    await execute(url, f"DROP INDEX {expires_at_index_name(table)}{on_table}")
+    result = alembic("check", url=url, table=table)
+    assert result.returncode != 0
+    assert expires_at_index_name(table) in result.stdout + result.stderr
+
+
+async def test_live_table_create_all_equals_the_revisions(url: str, table: str) -> None:
+    store = SQLStore.with_url(url, table_name=table)
+    await create_table(store)
+    try:
+        ok(alembic("stamp", "head", url=url, table=table))
+        ok(alembic("check", url=url, table=table))
+    finally:
+        await drop_table(store)
+        await store.__aexit__(None, None, None)
+
+
+async def test_store_works_on_a_table_made_by_the_migrations(url: str, table: str) -> None:
+    ok(alembic("upgrade", "head", url=url, table=table))
+    store = SQLStore.with_url(url, table_name=table)
+    try:
+        await store.set("k", b"v", expires_in=10)
+        assert await store.get("k", renew_for=20) == b"v"
+        assert await store.expires_in("k") in (19, 20)
+    finally:
+        await store.__aexit__(None, None, None)
+
+
+async def test_table_name_from_environment(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    ok(alembic("upgrade", "head", url=url, env={"SQLSESSION_TABLE": "from_env"}))
+    assert (await describe(url, "from_env"))["primary_key"] == ["namespace", "key_hash"]
+    ok(alembic("downgrade", "base", url=url, env={"SQLSESSION_TABLE": "from_env"}))
+    assert await describe(url, "from_env") == {}
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "sqlite+pysqlite", "sqlite+aiosqlite"])
+async def test_plain_sync_and_async_urls_work(tmp_path: Path, scheme: str) -> None:
+    url = f"{scheme}:///{tmp_path / 'x.db'}"
+    ok(alembic("upgrade", "head", url=url, table="plain"))
+    assert (await describe(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", "plain"))["columns"]
+
+
+async def test_default_url_is_a_sqlite_file_in_the_working_directory(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "head"]
+    result = run(command, cwd=tmp_path, env={})
+    assert result.returncode == 0, result.stderr
+    assert (await describe(f"sqlite:///{tmp_path / 'sqlsession.db'}", "litestar_store"))["columns"]
+
+
+def test_invalid_table_name_is_refused_by_the_migrations(tmp_path: Path) -> None:
+    result = alembic("upgrade", "head", url=f"sqlite:///{tmp_path / 'x.db'}", table="x;drop")
+    assert result.returncode != 0
+    assert "invalid table name" in result.stderr
+
+
+async def test_user_alembic_environment_applies_the_shipped_revisions(tmp_path: Path) -> None:
+    """A user's own Alembic setup: version_locations naming the package, the branch label."""
+    (tmp_path / "myenv").mkdir()
+    (tmp_path / "alembic.ini").write_text(
+        textwrap.dedent(
+            """\
+            [alembic]
+            script_location = %(here)s/myenv
+            version_locations = %(here)s/myenv/versions sqlsession:migrations
+            path_separator = space
+            sqlalchemy.url = sqlite:///%(here)s/app.db
+            """
+        )
+    )
+    (tmp_path / "myenv" / "versions").mkdir()
+    (tmp_path / "myenv" / "env.py").write_text(
+        textwrap.dedent(
+            """\
+            from alembic import context
+            from sqlalchemy import create_engine
+
+            engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
+            with engine.connect() as connection:
+                context.configure(connection=connection)
+                with context.begin_transaction():
+                    context.run_migrations()
+            """
+        )
+    )
+    command = [sys.executable, "-m", "alembic", "-x", "table=app_store", "upgrade", "sqlsession@head"]
+    result = run(command, cwd=tmp_path, env={})
+    assert result.returncode == 0, result.stderr
+    described = await describe(f"sqlite:///{tmp_path / 'app.db'}", "app_store")
+    assert described["primary_key"] == ["namespace", "key_hash"]
+
+
+def test_wheel_ships_the_revisions_and_py_typed(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)]
+    result = run(command, cwd=ROOT, env={})
+    assert result.returncode == 0, result.stderr
+    (wheel,) = tmp_path.glob("sqlsession-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "sqlsession/migrations/0001_create_store_table.py" in names
+    assert "sqlsession/py.typed" in names
