@@ -1,0 +1,69 @@
+"""SQLStore as a Litestar store: server-side sessions and the response cache through TestClient.
+
+TestClient runs the app (and its lifespan) on an event loop of its own, so this also proves the
+store works across loops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from litestar import Litestar, Request, get
+from litestar.middleware.session.server_side import ServerSideSessionConfig
+from litestar.stores.base import NamespacedStore
+from litestar.testing import TestClient
+
+from sqlsession import SQLStore
+
+from .conftest import create_table, drop_table
+
+
+@get("/visit")
+async def visit(request: Request[Any, Any, Any]) -> dict[str, int]:
+    visits = int(request.session.get("visits", 0)) + 1
+    request.set_session({"visits": visits})
+    return {"visits": visits}
+
+
+calls = {"cached": 0}
+
+
+@get("/cached", cache=60, sync_to_thread=False)
+def cached() -> dict[str, int]:
+    calls["cached"] += 1
+    return {"computed": calls["cached"]}
+
+
+def test_is_a_litestar_namespaced_store(store: SQLStore) -> None:
+    assert isinstance(store, NamespacedStore)
+    assert isinstance(store.with_namespace("x"), SQLStore)
+
+
+async def test_sessions_and_response_cache_in_a_litestar_app(make_store: Callable[..., SQLStore]) -> None:
+    store = make_store()
+    await create_table(store)
+    await store.__aexit__(None, None, None)  # the app's loop takes it from here
+    try:
+        app = Litestar(
+            route_handlers=[visit, cached],
+            stores={
+                "sessions": store.with_namespace("sessions"),
+                "response_cache": store.with_namespace("response_cache"),
+            },
+            middleware=[ServerSideSessionConfig().middleware],
+            lifespan=[store],
+        )
+        calls["cached"] = 0
+        with TestClient(app) as client:
+            assert [client.get("/visit").json()["visits"] for _ in range(3)] == [1, 2, 3]
+            assert [client.get("/cached").json()["computed"] for _ in range(3)] == [1, 1, 1]
+        sessions = store.with_namespace("sessions")
+        # the session lives in the table under the cookie's ID, stored as a digest
+        cookie = client.cookies.get("session")
+        assert cookie
+        assert await sessions.exists(cookie)
+        assert await store.with_namespace("response_cache").delete_expired() == 0
+    finally:
+        await drop_table(store)
+        await store.__aexit__(None, None, None)
