@@ -4,13 +4,16 @@
 - the renew strategy, read off SQLAlchemy's dialect (``UPDATE ... RETURNING`` or not);
 - the default async driver for a plain URL, and the settings of an engine we create
   (SQLite: WAL, ``synchronous=NORMAL``, a busy timeout);
-- recognising "the table does not exist" in a driver error.
+- recognising "the table does not exist" in a driver error;
+- how to run a compiled statement on each driver's own connection (the fast path of a store that
+  owns its engine): asyncpg, psycopg, asyncmy, aiosqlite. Parameters are plain ``bytes``, ``int``
+  and ``None``, which every one of them binds natively.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import Table, event
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -20,8 +23,10 @@ from sqlalchemy.sql.dml import Insert
 
 __all__ = (
     "SQLITE_BUSY_TIMEOUT_MS",
+    "DriverRunner",
     "async_url",
     "configure_owned_engine",
+    "driver_runner",
     "is_missing_table",
     "renew_with_returning",
     "upsert_statement",
@@ -120,3 +125,67 @@ def is_missing_table(error: BaseException) -> bool:
     if args and args[0] == _MYSQL_NO_SUCH_TABLE:
         return True
     return "no such table" in str(error)
+
+
+class DriverRunner(Protocol):
+    """Runs SQL compiled for its dialect on the driver's own connection object."""
+
+    async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]: ...
+
+    async def rowcount(self, conn: Any, sql: str, args: Any) -> int: ...
+
+
+class _Asyncpg:
+    async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]:
+        rows: Sequence[Sequence[Any]] = await conn.fetch(sql, *args)
+        return rows
+
+    async def rowcount(self, conn: Any, sql: str, args: Any) -> int:
+        status: str = await conn.execute(sql, *args)  # e.g. "DELETE 3"
+        return int(status.rpartition(" ")[2])
+
+
+class _Psycopg:
+    async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]:
+        cursor = await conn.execute(sql, args)
+        rows: Sequence[Sequence[Any]] = await cursor.fetchall()
+        return rows
+
+    async def rowcount(self, conn: Any, sql: str, args: Any) -> int:
+        cursor = await conn.execute(sql, args)
+        return int(cursor.rowcount)
+
+
+class _Asyncmy:
+    async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]:
+        cursor = conn.cursor()
+        await cursor.execute(sql, args)
+        rows: Sequence[Sequence[Any]] = await cursor.fetchall()
+        return rows
+
+    async def rowcount(self, conn: Any, sql: str, args: Any) -> int:
+        return int(await conn.cursor().execute(sql, args))
+
+
+class _Aiosqlite:
+    async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]:
+        # one hop to the connection's thread for execute and fetch together
+        rows: Sequence[Sequence[Any]] = await conn.execute_fetchall(sql, args)
+        return rows
+
+    async def rowcount(self, conn: Any, sql: str, args: Any) -> int:
+        cursor = await conn.execute(sql, args)
+        return int(cursor.rowcount)
+
+
+_RUNNERS: dict[str, DriverRunner] = {
+    "asyncpg": _Asyncpg(),
+    "psycopg": _Psycopg(),
+    "asyncmy": _Asyncmy(),
+    "aiosqlite": _Aiosqlite(),
+}
+
+
+def driver_runner(dialect: Dialect) -> DriverRunner | None:
+    """The native runner for this dialect's async driver; ``None``: go through SQLAlchemy."""
+    return _RUNNERS.get(dialect.driver) if dialect.is_async else None

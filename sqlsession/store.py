@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -11,31 +10,29 @@ from typing import TYPE_CHECKING, Any, Final
 
 from litestar.stores.base import NamespacedStore
 from sqlalchemy import BigInteger, MetaData, Table, bindparam, case, delete, null, or_, select, update
-from sqlalchemy.engine import URL, CursorResult, Result
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
 
 from . import _dialects
+from ._execution import CoreExecutor, Executor, NativeExecutor, Statement, StoreError, TableMissingError
 from ._keys import encode_namespace, key_digest, namespace_range
 from .schema import DEFAULT_TABLE_NAME, store_table
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from types import TracebackType
 
     from sqlalchemy.sql import Executable
     from typing_extensions import Self
 
-__all__ = ("DEFAULT_MAX_VALUE_SIZE", "SQLStore", "TableMissingError")
+__all__ = ("DEFAULT_MAX_VALUE_SIZE", "SQLStore", "StoreError", "TableMissingError")
 
 DEFAULT_MAX_VALUE_SIZE: Final = 4 * 1024 * 1024
 """4 MiB: fits MySQL/MariaDB's default ``max_allowed_packet`` (16 MiB) even fully escaped."""
 
 _US: Final = 1_000_000
 _INT64_MAX: Final = 2**63 - 1
-
-
-class TableMissingError(RuntimeError):
-    """The store's table does not exist: the migrations have not been run."""
 
 
 def _duration_us(value: object, name: str) -> int:
@@ -58,27 +55,25 @@ def _check_key(key: object) -> str:
 
 
 class _Shared:
-    """What a store and all its namespaces share: engine, table, prebuilt statements, settings."""
+    """What a store and all its namespaces share: executor, table, statements, settings."""
 
     __slots__ = (
         "clock",
-        "delete_all_stmt",
-        "delete_expired_stmt",
-        "delete_root_expired_stmt",
-        "delete_root_stmt",
-        "delete_stmt",
+        "delete_all",
+        "delete_expired",
+        "delete_key",
+        "delete_root",
+        "delete_root_expired",
         "engine",
         "executor",
-        "loop",
         "max_value_size",
-        "owns_engine",
-        "renew_cas_stmt",
-        "renew_returning_stmt",
-        "select_expiry_stmt",
-        "select_value_expiry_stmt",
-        "select_value_stmt",
+        "renew_cas",
+        "renew_returning",
+        "select_expiry",
+        "select_value",
+        "select_value_expiry",
         "table",
-        "upsert_stmt",
+        "upsert",
     )
 
     def __init__(
@@ -87,87 +82,75 @@ class _Shared:
         table: Table,
         clock: Callable[[], float],
         max_value_size: int,
-        owns_engine: bool,
-        autocommits: bool,
+        executor: Executor,
     ) -> None:
         self.engine = engine
-        # every operation is single statements in autocommit: no BEGIN/COMMIT round trips
-        self.executor = engine if autocommits else engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.executor = executor
         self.table = table
         self.clock = clock
         self.max_value_size = max_value_size
-        self.owns_engine = owns_engine
-        self.loop: asyncio.AbstractEventLoop | None = None
 
         c = table.c
+        dialect = engine.dialect
         this_key = (c.namespace == bindparam("ns"), c.key_hash == bindparam("kh"))
         live = or_(c.expires_at.is_(None), c.expires_at > bindparam("now", type_=BigInteger))
         in_range = (c.namespace >= bindparam("lo"), c.namespace < bindparam("hi"))
         expired = c.expires_at <= bindparam("now", type_=BigInteger)
-
-        dialect = engine.dialect
-        self.upsert_stmt = _dialects.upsert_statement(dialect, table)
-        self.select_value_stmt = select(c.value).where(*this_key, live)
-        self.select_expiry_stmt = select(c.expires_at).where(*this_key, live)
-        self.select_value_expiry_stmt = select(c.value, c.expires_at).where(*this_key, live)
         new_expiry = bindparam("new_exp", type_=BigInteger)
-        self.renew_returning_stmt = (
-            update(table)
-            .where(*this_key, live)
-            .values(expires_at=case((c.expires_at.is_(None), null()), else_=new_expiry))
-            .returning(c.value)
+
+        def prepare(core: Executable, column_keys: tuple[str, ...] | None = None) -> Statement:
+            return Statement(core, dialect, column_keys)
+
+        self.upsert = prepare(_dialects.upsert_statement(dialect, table), tuple(c.keys()))
+        self.select_value = prepare(select(c.value).where(*this_key, live))
+        self.select_expiry = prepare(select(c.expires_at).where(*this_key, live))
+        self.select_value_expiry = prepare(select(c.value, c.expires_at).where(*this_key, live))
+        self.renew_returning = (
+            prepare(
+                update(table)
+                .where(*this_key, live)
+                .values(expires_at=case((c.expires_at.is_(None), null()), else_=new_expiry))
+                .returning(c.value)
+            )
             if _dialects.renew_with_returning(dialect)
             else None
         )
         # compare-and-set: renews only the version that was read, never a deleted or replaced one
-        self.renew_cas_stmt = (
+        self.renew_cas = prepare(
             update(table)
             .where(*this_key, c.expires_at == bindparam("old_exp", type_=BigInteger))
             .values(expires_at=new_expiry)
         )
-        self.delete_stmt = delete(table).where(*this_key)
-        self.delete_all_stmt = delete(table).where(*in_range)
-        self.delete_root_stmt = delete(table)
-        self.delete_expired_stmt = delete(table).where(*in_range, expired)
-        self.delete_root_expired_stmt = delete(table).where(expired)
+        self.delete_key = prepare(delete(table).where(*this_key))
+        self.delete_all = prepare(delete(table).where(*in_range))
+        self.delete_root = prepare(delete(table))
+        self.delete_expired = prepare(delete(table).where(*in_range, expired))
+        self.delete_root_expired = prepare(delete(table).where(expired))
 
     def now_us(self) -> int:
         return round(self.clock() * _US)
 
-    async def bind_loop(self) -> None:
-        """Drop pooled connections made on another event loop (owned engines only)."""
-        loop = asyncio.get_running_loop()
-        if loop is not self.loop:
-            if self.loop is not None:
-                await self.engine.dispose(close=False)
-            self.loop = loop
+    async def first(self, stmt: Statement, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        rows = await self.executor.rows(stmt, params)
+        return rows[0] if rows else None
 
-    async def run(self, stmt: Executable, params: Mapping[str, Any], fetch: Callable[[Any], Any]) -> Any:
-        """Execute one statement on a pooled autocommit connection and read its result."""
-        if self.owns_engine:
-            await self.bind_loop()
-        try:
-            async with self.executor.connect() as conn:
-                return fetch(await conn.execute(stmt, params))
-        except DBAPIError as error:
-            if error.orig is not None and _dialects.is_missing_table(error.orig):
-                raise TableMissingError(
-                    f"the table {self.table.name!r} does not exist: run the migrations "
-                    f"(`alembic upgrade head`, see the sqlsession README)"
-                ) from error
-            raise
+    async def scalar(self, stmt: Statement, params: Mapping[str, Any]) -> Any:
+        rows = await self.executor.rows(stmt, params)
+        return rows[0][0] if rows else None
 
 
-def _scalar(result: Result[Any]) -> Any:
-    return result.scalar_one_or_none()
-
-
-def _first(result: Result[Any]) -> Any:
-    return result.first()
-
-
-def _rowcount(result: CursorResult[Any]) -> int:
-    return result.rowcount
+def _owned_executor(engine: AsyncEngine, options: Mapping[str, Any]) -> Executor:
+    """The fast path when the driver is known, keeping as many idle connections as the pool does."""
+    runner = _dialects.driver_runner(engine.dialect)
+    if runner is None:
+        return CoreExecutor(engine, "")
+    pool = engine.sync_engine.pool
+    # idle connections are only kept when the pool would keep them unchecked too
+    plain_queue = isinstance(pool, QueuePool) and not {"pool_pre_ping", "pool_recycle"} & options.keys()
+    size = pool.size() if isinstance(pool, QueuePool) else 0
+    overflow = int(options.get("max_overflow", 10))
+    limit = size + overflow if plain_queue and overflow >= 0 else 1_000_000
+    return NativeExecutor(engine, "", runner, idle_cap=size if plain_queue else 0, limit=limit)
 
 
 class SQLStore(NamespacedStore):
@@ -198,7 +181,7 @@ class SQLStore(NamespacedStore):
             clock: Returns the current Unix time in seconds; all expiry is computed from it.
             max_value_size: Largest value in bytes; a larger one raises ``ValueError``.
         """
-        self._init(engine, table_name, namespace, clock, max_value_size, owns_engine=False, autocommits=False)
+        self._init(engine, table_name, namespace, clock, max_value_size, None)
 
     def _init(
         self,
@@ -207,9 +190,7 @@ class SQLStore(NamespacedStore):
         namespace: str | None,
         clock: Callable[[], float],
         max_value_size: int,
-        *,
-        owns_engine: bool,
-        autocommits: bool,
+        executor: Executor | None,
     ) -> None:
         if not isinstance(engine, AsyncEngine):
             raise TypeError(f"engine must be a sqlalchemy AsyncEngine, not {type(engine).__name__}")
@@ -221,8 +202,12 @@ class SQLStore(NamespacedStore):
             raise ValueError(f"max_value_size must be a positive int, not {max_value_size!r}")
         table = store_table(MetaData(), table_name)
         path = () if namespace is None else (namespace,)
-        self._shared = _Shared(engine, table, clock, max_value_size, owns_engine, autocommits)
-        self._set_path(path, owner=owns_engine)
+        owner = executor is not None
+        if executor is None:
+            executor = CoreExecutor(engine, table.name)
+        executor.table = table.name
+        self._shared = _Shared(engine, table, clock, max_value_size, executor)
+        self._set_path(path, owner=owner)
 
     def _set_path(self, path: tuple[str, ...], *, owner: bool) -> None:
         self._ns = encode_namespace(path)
@@ -246,23 +231,18 @@ class SQLStore(NamespacedStore):
         A URL without a driver gets the async default (``sqlite+aiosqlite``,
         ``postgresql+asyncpg``, ``mysql+asyncmy``). The engine runs in autocommit mode
         (every operation is one atomic statement); on SQLite it uses WAL, ``synchronous=NORMAL``
-        and a busy timeout. ``engine_options`` are passed to ``create_async_engine`` and win.
+        and a busy timeout. ``engine_options`` go to ``create_async_engine`` (``pool_size``,
+        ``max_overflow``, ``connect_args``, ...); ``isolation_level`` cannot be changed.
         """
-        options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
-        options.update(engine_options or {})
+        options: dict[str, Any] = dict(engine_options or {})
+        if options.setdefault("isolation_level", "AUTOCOMMIT") != "AUTOCOMMIT":
+            raise ValueError("the store runs in autocommit: engine_options cannot set isolation_level")
         engine = create_async_engine(_dialects.async_url(url), **options)
-        _dialects.configure_owned_engine(engine)
-        store = cls.__new__(cls)
         try:
-            store._init(
-                engine,
-                table_name,
-                namespace,
-                clock,
-                max_value_size,
-                owns_engine=True,
-                autocommits=options["isolation_level"] == "AUTOCOMMIT",
-            )
+            _dialects.configure_owned_engine(engine)
+            store = cls.__new__(cls)
+            executor = _owned_executor(engine, options)
+            store._init(engine, table_name, namespace, clock, max_value_size, executor)
         except BaseException:
             engine.sync_engine.dispose(close=False)
             raise
@@ -336,7 +316,7 @@ class SQLStore(NamespacedStore):
                 if not -_INT64_MAX <= expires_at <= _INT64_MAX:
                     raise ValueError(f"expires_in is out of range: {expires_in!r}")
         params = {"namespace": self._ns, "key_hash": key_digest(key), "value": data, "expires_at": expires_at}
-        await shared.run(shared.upsert_stmt, params, _rowcount)
+        await shared.executor.rowcount(shared.upsert, params)
 
     async def get(self, key: str, renew_for: int | float | timedelta | None = None) -> bytes | None:
         """The value of ``key``, or ``None`` when it is missing or expired.
@@ -355,18 +335,18 @@ class SQLStore(NamespacedStore):
         now = shared.now_us()
         params: dict[str, Any] = {"ns": self._ns, "kh": key_digest(key), "now": now}
         if not renew_us:
-            value = await shared.run(shared.select_value_stmt, params, _scalar)
-        elif shared.renew_returning_stmt is not None:
+            value = await shared.scalar(shared.select_value, params)
+        elif shared.renew_returning is not None:
             params["new_exp"] = now + renew_us
-            value = await shared.run(shared.renew_returning_stmt, params, _scalar)
+            value = await shared.scalar(shared.renew_returning, params)
         else:
-            row = await shared.run(shared.select_value_expiry_stmt, params, _first)
+            row = await shared.first(shared.select_value_expiry, params)
             if row is None:
                 return None
             value, old_expiry = row
             if old_expiry is not None:
                 cas = {"ns": self._ns, "kh": params["kh"], "old_exp": old_expiry, "new_exp": now + renew_us}
-                await shared.run(shared.renew_cas_stmt, cas, _rowcount)
+                await shared.executor.rowcount(shared.renew_cas, cas)
         return None if value is None else bytes(value)
 
     async def exists(self, key: str) -> bool:
@@ -389,23 +369,23 @@ class SQLStore(NamespacedStore):
         shared = self._shared
         now = shared.now_us()
         params = {"ns": self._ns, "kh": key_digest(key), "now": now}
-        row = await shared.run(shared.select_expiry_stmt, params, _first)
+        row = await shared.first(shared.select_expiry, params)
         return None if row is None else (row[0], now)
 
     async def delete(self, key: str) -> None:
         """Delete ``key``; no error if it does not exist."""
         key = _check_key(key)
         shared = self._shared
-        await shared.run(shared.delete_stmt, {"ns": self._ns, "kh": key_digest(key)}, _rowcount)
+        await shared.executor.rowcount(shared.delete_key, {"ns": self._ns, "kh": key_digest(key)})
 
     async def delete_all(self) -> None:
         """Delete every key of this namespace and of all namespaces below it (root: the table)."""
         shared = self._shared
         bounds = namespace_range(self._ns)
         if bounds is None:
-            await shared.run(shared.delete_root_stmt, {}, _rowcount)
+            await shared.executor.rowcount(shared.delete_root, {})
         else:
-            await shared.run(shared.delete_all_stmt, {"lo": bounds[0], "hi": bounds[1]}, _rowcount)
+            await shared.executor.rowcount(shared.delete_all, {"lo": bounds[0], "hi": bounds[1]})
 
     async def delete_expired(self) -> int:
         """Delete the expired keys of this namespace and below; return how many were deleted."""
@@ -413,11 +393,9 @@ class SQLStore(NamespacedStore):
         now = shared.now_us()
         bounds = namespace_range(self._ns)
         if bounds is None:
-            count = await shared.run(shared.delete_root_expired_stmt, {"now": now}, _rowcount)
-        else:
-            params = {"lo": bounds[0], "hi": bounds[1], "now": now}
-            count = await shared.run(shared.delete_expired_stmt, params, _rowcount)
-        return int(count)
+            return await shared.executor.rowcount(shared.delete_root_expired, {"now": now})
+        params = {"lo": bounds[0], "hi": bounds[1], "now": now}
+        return await shared.executor.rowcount(shared.delete_expired, params)
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -431,10 +409,5 @@ class SQLStore(NamespacedStore):
         exc_tb: TracebackType | None,
     ) -> None:
         """Dispose the engine if this store created it (``with_url``); it can be used again after."""
-        if not self._owner:
-            return
-        shared = self._shared
-        loop = asyncio.get_running_loop()
-        # connections made on another event loop cannot be closed from this one
-        await shared.engine.dispose(close=shared.loop is loop)
-        shared.loop = None
+        if self._owner:
+            await self._shared.executor.close()

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlsession import SQLStore
+from sqlsession._dialects import async_url
 
 POSTGRES_URL = os.environ.get("SQLSESSION_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("SQLSESSION_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
@@ -99,22 +101,35 @@ async def drop_table(store: SQLStore) -> None:
         await conn.run_sync(store.table.metadata.drop_all)
 
 
+@pytest.fixture(params=["owned", "borrowed"])
+def engine_mode(request: pytest.FixtureRequest) -> str:
+    """``owned``: ``SQLStore.with_url`` (native driver fast path); ``borrowed``: the caller's engine."""
+    return str(request.param)
+
+
 @pytest.fixture
-def make_store(url: str, clock: Clock) -> Callable[..., SQLStore]:
-    """Build stores on this test's table (created on first use by the ``store`` fixture)."""
+async def make_store(url: str, clock: Clock, engine_mode: str) -> AsyncIterator[Callable[..., SQLStore]]:
+    """Build stores on this test's table (created by the ``store`` fixture), the fixture's way."""
     table = unique_table()
+    borrowed: list[AsyncEngine] = []
 
     def make(**options: object) -> SQLStore:
         options.setdefault("table_name", table)
         options.setdefault("clock", clock)
-        return SQLStore.with_url(url, **options)  # type: ignore[arg-type]
+        if engine_mode == "owned":
+            return SQLStore.with_url(url, **options)  # type: ignore[arg-type]
+        engine = create_async_engine(async_url(url))
+        borrowed.append(engine)
+        return SQLStore(engine, **options)  # type: ignore[arg-type]
 
-    return make
+    yield make
+    for engine in borrowed:
+        await engine.dispose()
 
 
 @pytest.fixture
 async def store(make_store: Callable[..., SQLStore]) -> AsyncIterator[SQLStore]:
-    """A store (namespace ``LITESTAR``) on a fresh table of its own, on the engine it owns."""
+    """A store (namespace ``LITESTAR``) on a fresh table of its own."""
     store = make_store()
     await create_table(store)
     try:

@@ -15,6 +15,7 @@ from sqlsession import SQLStore, TableMissingError
 from .conftest import Clock, create_table, drop_table, unique_table
 
 
+@pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
 async def test_owned_store_can_be_entered_and_left_repeatedly(make_store: Callable[..., SQLStore]) -> None:
     store = make_store()
     await create_table(store)
@@ -31,6 +32,7 @@ async def test_owned_store_can_be_entered_and_left_repeatedly(make_store: Callab
         await store.__aexit__(None, None, None)
 
 
+@pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
 async def test_owned_store_works_from_another_event_loop(make_store: Callable[..., SQLStore]) -> None:
     store = make_store()
     await create_table(store)
@@ -40,6 +42,7 @@ async def test_owned_store_works_from_another_event_loop(make_store: Callable[..
         async def elsewhere() -> bytes | None:
             value = await store.get("k")
             await store.set("k2", b"from another loop")
+            await store.__aexit__(None, None, None)  # close this loop's connections before it ends
             return value
 
         assert await asyncio.to_thread(asyncio.run, elsewhere()) == b"from the test loop"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from litestar import Litestar, Request, get
 from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.stores.base import NamespacedStore
@@ -40,6 +41,7 @@ def test_is_a_litestar_namespaced_store(store: SQLStore) -> None:
     assert isinstance(store.with_namespace("x"), SQLStore)
 
 
+@pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
 async def test_sessions_and_response_cache_in_a_litestar_app(make_store: Callable[..., SQLStore]) -> None:
     store = make_store()
     await create_table(store)
