@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from .plugin import SQLStorePlugin
 from .schema import DEFAULT_TABLE_NAME, store_table
-from .store import DEFAULT_MAX_VALUE_SIZE, SQLStore, StoreError, TableMissingError
+from .store import (
+    DEFAULT_MAX_VALUE_SIZE,
+    DELETE_BATCH_SIZE,
+    NamespaceStats,
+    SQLStore,
+    StoreError,
+    StoreStats,
+    TableMissingError,
+)
 
 __all__ = (
     "DEFAULT_MAX_VALUE_SIZE",
+    "DELETE_BATCH_SIZE",
     "DEFAULT_TABLE_NAME",
+    "NamespaceStats",
     "SQLStore",
+    "SQLStorePlugin",
     "StoreError",
+    "StoreStats",
     "TableMissingError",
     "store_table",
 )

@@ -2,6 +2,7 @@
 
 - the upsert construct (``ON CONFLICT DO UPDATE`` vs ``ON DUPLICATE KEY UPDATE``);
 - the renew strategy, read off SQLAlchemy's dialect (``UPDATE ... RETURNING`` or not);
+- a ``DELETE`` of at most N rows (``LIMIT`` on MySQL, a key subquery elsewhere);
 - the default async driver for a plain URL, and the settings of an engine we create
   (SQLite: WAL, ``synchronous=NORMAL``, a busy timeout);
 - recognising "the table does not exist" in a driver error;
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import Table, event
+from sqlalchemy import ColumnElement, Delete, Table, delete, event, literal_column, select, tuple_
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,6 +26,7 @@ __all__ = (
     "SQLITE_BUSY_TIMEOUT_MS",
     "DriverRunner",
     "async_url",
+    "bounded_delete",
     "configure_owned_engine",
     "driver_runner",
     "is_missing_table",
@@ -84,6 +86,23 @@ def renew_with_returning(dialect: Dialect) -> bool:
     return bool(dialect.update_returning)
 
 
+def bounded_delete(
+    dialect: Dialect, table: Table, where: Sequence[ColumnElement[bool]], limit: int
+) -> Delete:
+    """``DELETE`` of at most ``limit`` rows matching ``where``, found through the index of ``where``."""
+    if dialect.name in ("mysql", "mariadb"):
+        # MySQL cannot select from the table it deletes from, but has DELETE ... LIMIT
+        stmt = delete(table).where(*where)
+        mysql_limit = getattr(mysql, "limit", None)  # SQLAlchemy 2.1; 2.0 has the mysql_limit option
+        if mysql_limit is not None:
+            # an int rendered in the SQL text: the statement is compiled once, for the driver
+            return stmt.ext(mysql_limit(literal_column(str(int(limit)))))
+        return stmt.with_dialect_options(mysql_limit=limit)
+    key = tuple_(*table.primary_key.columns)
+    batch = select(*table.primary_key.columns).where(*where).limit(limit)
+    return delete(table).where(key.in_(batch))
+
+
 def async_url(url: str | URL) -> URL:
     """``url`` with the default async driver filled in when it names none (``sqlite:///x.db``)."""
     parsed = make_url(url)
@@ -125,6 +144,63 @@ def is_missing_table(error: BaseException) -> bool:
     if args and args[0] == _MYSQL_NO_SUCH_TABLE:
         return True
     return "no such table" in str(error)
+
+
+# PostgreSQL: class 08 (connection exception), and the server going away under the connection
+_PG_SERVER_GONE = frozenset({"57P01", "57P02", "57P03"})  # admin shutdown, crash shutdown, starting up
+# MySQL/MariaDB client and server codes of a lost connection (as SQLAlchemy's mysql dialect has them)
+_MYSQL_CONNECTION_LOST = frozenset({1053, 1927, 2006, 2013, 2014, 2045, 2055, 4031})
+# the server rolled the statement back for a concurrency reason: it took no effect
+_PG_ROLLED_BACK = frozenset({"40001", "40P01"})  # serialization failure, deadlock detected
+_MYSQL_DEADLOCK = 1213
+
+
+def _error_code(error: BaseException) -> object:
+    args = getattr(error, "args", ())
+    return args[0] if args else None
+
+
+def _closed(driver_connection: Any) -> bool:
+    """Whether the driver's own connection object says it is closed or broken."""
+    if driver_connection is None:
+        return False
+    is_closed = getattr(driver_connection, "is_closed", None)  # asyncpg
+    if callable(is_closed):
+        return bool(is_closed())
+    if getattr(driver_connection, "broken", False) is True:  # psycopg
+        return True
+    if getattr(driver_connection, "closed", False) is True:  # psycopg
+        return True
+    return getattr(driver_connection, "connected", True) is False  # asyncmy
+
+
+def is_disconnect(error: BaseException, driver_connection: Any = None) -> bool:
+    """Whether a driver error means the connection is gone (server restarted or shut down,
+    connection killed, network cut), so that the statement can only succeed on a new connection.
+
+    ``driver_connection``: the driver's connection the error came from, when known; a connection
+    that reports itself closed or broken after the error counts as a disconnect.
+    """
+    if isinstance(error, (ConnectionError, EOFError)):  # reset, refused, broken pipe, incomplete read
+        return True
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str) and (sqlstate.startswith("08") or sqlstate in _PG_SERVER_GONE):
+        return True
+    code = _error_code(error)
+    if isinstance(code, int) and code in _MYSQL_CONNECTION_LOST:
+        return True
+    if code == 0 and type(error).__name__ == "InterfaceError" and "(0, '')" in repr(error):  # asyncmy, closed
+        return True
+    return _closed(driver_connection)
+
+
+def is_rolled_back(error: BaseException) -> bool:
+    """Whether the server rolled the statement back for a concurrency reason (deadlock victim,
+    serialization failure): it took no effect, and running it again is safe."""
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate in _PG_ROLLED_BACK
+    return _error_code(error) == _MYSQL_DEADLOCK
 
 
 class DriverRunner(Protocol):

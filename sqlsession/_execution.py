@@ -7,6 +7,16 @@
   the connection back. A connection that saw any error is invalidated, with the idle ones.
 - :class:`CoreExecutor`, for an engine the caller owns: plain SQLAlchemy Core on a connection
   of the engine's pool, with the ``AUTOCOMMIT`` execution option (no ``BEGIN``/``COMMIT``).
+
+Both raise every failure as :class:`StoreError` (the driver's error is its ``__cause__``), and
+both run a statement once more, on a new connection, when it failed because the connection was
+lost (server restarted, connection killed: the pool's older connections are dropped too) or
+because the server rolled it back as a deadlock victim or serialization failure. That is safe
+because every call is one autocommitted statement that gives the same result when run twice:
+upserts and deletes of given rows, reads, renewals to a given expiry, compare-and-set updates
+(MySQL's renewal is two calls, each retried alone, and the second only changes the version the
+first one read). The only visible difference: ``delete_expired`` may count fewer rows when its
+first run had committed before the connection was lost.
 """
 
 from __future__ import annotations
@@ -14,13 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.pool import Pool, PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import Compiled
 from sqlalchemy.util import greenlet_spawn
@@ -41,7 +51,7 @@ class TableMissingError(StoreError):
 class Statement:
     """A Core statement, and its SQL compiled once for one dialect."""
 
-    __slots__ = ("core", "names", "sql")
+    __slots__ = ("core", "fixed", "names", "sql")
 
     def __init__(self, core: Executable, dialect: Dialect, column_keys: Sequence[str] | None = None) -> None:
         self.core = core
@@ -52,16 +62,20 @@ class Statement:
         self.sql = compiled.string
         positions = getattr(compiled, "positiontup", None)
         self.names: tuple[str, ...] | None = tuple(positions) if dialect.positional and positions else None
+        # values fixed in the statement itself (e.g. a LIMIT)
+        self.fixed = {name: value for name, value in compiled.params.items() if value is not None}
 
     def args(self, params: Mapping[str, Any]) -> Any:
         """Parameters in the form the driver takes: a tuple (positional styles) or the mapping."""
+        if self.fixed:
+            params = {**self.fixed, **params}
         if self.names is None:
             return params
         return tuple([params[name] for name in self.names])
 
 
 def _store_error(error: BaseException, table: str) -> StoreError:
-    orig = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    orig = _driver_error(error)
     if _dialects.is_missing_table(orig):
         return TableMissingError(
             f"the table {table!r} does not exist: run the migrations "
@@ -69,6 +83,18 @@ def _store_error(error: BaseException, table: str) -> StoreError:
         )
     # the driver's own message: SQLAlchemy's wrapper would also print the parameters (the values)
     return StoreError(f"store operation on table {table!r} failed: {type(orig).__name__}: {orig}")
+
+
+def _driver_error(error: BaseException) -> BaseException:
+    return error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+
+
+def _invalidate_pool(pool: Pool, lease: PoolProxiedConnection, error: BaseException) -> None:
+    """After a disconnect, make the pool replace every connection as old as ``lease`` at its next
+    checkout (they died with it when the server restarted), as SQLAlchemy does on a disconnect."""
+    invalidate = getattr(pool, "_invalidate", None)
+    if invalidate is not None:
+        invalidate(lease, error, _checkin=False)
 
 
 class Executor:
@@ -96,22 +122,58 @@ class CoreExecutor(Executor):
 
     def __init__(self, engine: AsyncEngine, table: str) -> None:
         super().__init__(table)
-        self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.engine = engine
 
     async def rows(self, stmt: Statement, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        try:
-            async with self.engine.connect() as conn:
-                return (await conn.execute(stmt.core, params)).all()
-        except DBAPIError as error:
-            raise _store_error(error, self.table) from error
+        rows: Sequence[Sequence[Any]] = await self._run(stmt, params, fetch=True)
+        return rows
 
     async def rowcount(self, stmt: Statement, params: Mapping[str, Any]) -> int:
-        try:
-            async with self.engine.connect() as conn:
-                result = await conn.execute(stmt.core, params)
-                return int(getattr(result, "rowcount", 0))
-        except DBAPIError as error:
-            raise _store_error(error, self.table) from error
+        count: int = await self._run(stmt, params, fetch=False)
+        return count
+
+    async def _run(self, stmt: Statement, params: Mapping[str, Any], *, fetch: bool) -> Any:
+        retried = False
+        while True:
+            try:
+                return await self._once(stmt, params, fetch=fetch)
+            except Exception as error:
+                if retried or not _retryable_core(error):
+                    raise _store_error(error, self.table) from error
+                retried = True
+
+    async def _once(self, stmt: Statement, params: Mapping[str, Any], *, fetch: bool) -> Any:
+        async with self.engine.connect() as conn:
+            try:
+                # set on the connection in hand (not as an engine option, where a failure while
+                # connecting would lose the connection): MySQL sends a statement for it
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+            except Exception as error:
+                # not seen by SQLAlchemy's disconnect handling: do what it would do
+                lease = await conn.get_raw_connection()
+                if _dialects.is_disconnect(_driver_error(error), lease.driver_connection):
+                    _invalidate_pool(self.engine.sync_engine.pool, lease, error)
+                    await conn.invalidate(error)
+                    raise _Disconnected from error
+                raise
+            result = await conn.execute(stmt.core, params)
+            if fetch:
+                return result.all()
+            return int(getattr(result, "rowcount", 0))
+
+
+class _Disconnected(Exception):
+    """The connection was lost before the statement was sent (see ``__cause__``)."""
+
+
+def _retryable_core(error: Exception) -> bool:
+    """Whether a statement that failed on a borrowed engine may run once more."""
+    if isinstance(error, _Disconnected):
+        return True
+    if isinstance(error, DBAPIError):
+        # SQLAlchemy recognised a disconnect and invalidated the pool's connections of that age
+        return error.connection_invalidated or _dialects.is_rolled_back(_driver_error(error))
+    return False
 
 
 class NativeExecutor(Executor):
@@ -134,24 +196,32 @@ class NativeExecutor(Executor):
         self.closing: set[asyncio.Task[Any]] = set()
 
     async def rows(self, stmt: Statement, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        lease = await self._acquire()
-        try:
-            rows = await self.runner.rows(lease.driver_connection, stmt.sql, stmt.args(params))
-        except BaseException as error:
-            await self._discard(lease, error)
-            raise
-        self._release(lease)
+        rows: Sequence[Sequence[Any]] = await self._run(self.runner.rows, stmt, params)
         return rows
 
     async def rowcount(self, stmt: Statement, params: Mapping[str, Any]) -> int:
-        lease = await self._acquire()
-        try:
-            count = await self.runner.rowcount(lease.driver_connection, stmt.sql, stmt.args(params))
-        except BaseException as error:
-            await self._discard(lease, error)
-            raise
-        self._release(lease)
+        count: int = await self._run(self.runner.rowcount, stmt, params)
         return count
+
+    async def _run(
+        self, call: Callable[[Any, str, Any], Awaitable[Any]], stmt: Statement, params: Mapping[str, Any]
+    ) -> Any:
+        args = stmt.args(params)
+        retried = False
+        while True:
+            lease = await self._acquire()
+            try:
+                result = await call(lease.driver_connection, stmt.sql, args)
+            except BaseException as error:
+                retry = await self._discard(lease, error)
+                if retried or not retry:
+                    if isinstance(error, Exception) and not isinstance(error, StoreError):
+                        raise _store_error(error, self.table) from error
+                    raise
+                retried = True
+                continue
+            self._release(lease)
+            return result
 
     async def close(self) -> None:
         """Return the idle connections to the pool and dispose the engine (it stays usable)."""
@@ -223,17 +293,22 @@ class NativeExecutor(Executor):
                 return True
         return False
 
-    async def _discard(self, lease: PoolProxiedConnection, error: BaseException) -> None:
+    async def _discard(self, lease: PoolProxiedConnection, error: BaseException) -> bool:
         """After any error the connection's state is unknown: invalidate it, and the idle ones
-        (a server restart kills them all), then re-raise the error as a ``StoreError``."""
+        (a server restart kills them all); after a disconnect, also the pool's connections of
+        the same age. Return whether the statement may run once more on a new connection."""
+        failed = isinstance(error, Exception)  # not a cancellation
+        disconnect = failed and _dialects.is_disconnect(error, lease.driver_connection)
+        if disconnect:
+            _invalidate_pool(self.engine.sync_engine.pool, lease, error)
+        retryable = disconnect or (failed and _dialects.is_rolled_back(error))
         idle, self.idle = self.idle, []
         self.count -= len(idle)
         for stale in (lease, *idle):
             with contextlib.suppress(Exception):
                 await greenlet_spawn(stale.invalidate, error if isinstance(error, Exception) else None)
         self._hand_on(None)
-        if isinstance(error, Exception) and not isinstance(error, StoreError):
-            raise _store_error(error, self.table) from error
+        return retryable
 
     async def _rebind(self, loop: asyncio.AbstractEventLoop) -> None:
         """First call on a new event loop: connections of the old one are unusable here."""

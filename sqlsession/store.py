@@ -5,18 +5,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from litestar.stores.base import NamespacedStore
-from sqlalchemy import BigInteger, MetaData, Table, bindparam, case, delete, null, or_, select, update
+from sqlalchemy import BigInteger, MetaData, Table, bindparam, case, delete, func, null, or_, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
 
 from . import _dialects
 from ._execution import CoreExecutor, Executor, NativeExecutor, Statement, StoreError, TableMissingError
-from ._keys import encode_namespace, key_digest, namespace_range
+from ._keys import decode_namespace, encode_namespace, key_digest, namespace_range
 from .schema import DEFAULT_TABLE_NAME, store_table
 
 if TYPE_CHECKING:
@@ -26,13 +27,42 @@ if TYPE_CHECKING:
     from sqlalchemy.sql import Executable
     from typing_extensions import Self
 
-__all__ = ("DEFAULT_MAX_VALUE_SIZE", "SQLStore", "StoreError", "TableMissingError")
+__all__ = (
+    "DEFAULT_MAX_VALUE_SIZE",
+    "DELETE_BATCH_SIZE",
+    "NamespaceStats",
+    "SQLStore",
+    "StoreError",
+    "StoreStats",
+    "TableMissingError",
+)
 
 DEFAULT_MAX_VALUE_SIZE: Final = 4 * 1024 * 1024
 """4 MiB: fits MySQL/MariaDB's default ``max_allowed_packet`` (16 MiB) even fully escaped."""
 
+DELETE_BATCH_SIZE: Final = 5000
+"""Rows per ``DELETE`` statement of ``delete_expired``: no statement holds locks for long."""
+
 _US: Final = 1_000_000
 _INT64_MAX: Final = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class NamespaceStats:
+    """What one namespace holds."""
+
+    rows: int
+    expired: int
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """What a namespace and the namespaces below it hold (``SQLStore.stats``)."""
+
+    rows: int
+    expired: int
+    namespaces: dict[tuple[str, ...], NamespaceStats]
+    """Per namespace path (``()`` is the root namespace), sorted."""
 
 
 def _duration_us(value: object, name: str) -> int:
@@ -72,6 +102,8 @@ class _Shared:
         "select_expiry",
         "select_value",
         "select_value_expiry",
+        "stats",
+        "stats_root",
         "table",
         "upsert",
     )
@@ -83,6 +115,7 @@ class _Shared:
         clock: Callable[[], float],
         max_value_size: int,
         executor: Executor,
+        batch: int = DELETE_BATCH_SIZE,
     ) -> None:
         self.engine = engine
         self.executor = executor
@@ -124,8 +157,13 @@ class _Shared:
         self.delete_key = prepare(delete(table).where(*this_key))
         self.delete_all = prepare(delete(table).where(*in_range))
         self.delete_root = prepare(delete(table))
-        self.delete_expired = prepare(delete(table).where(*in_range, expired))
-        self.delete_root_expired = prepare(delete(table).where(expired))
+        self.delete_expired = prepare(_dialects.bounded_delete(dialect, table, (*in_range, expired), batch))
+        self.delete_root_expired = prepare(_dialects.bounded_delete(dialect, table, (expired,), batch))
+        counts = select(
+            c.namespace, func.count(), func.coalesce(func.sum(case((expired, 1), else_=0)), 0)
+        ).group_by(c.namespace)
+        self.stats = prepare(counts.where(*in_range))
+        self.stats_root = prepare(counts)
 
     def now_us(self) -> int:
         return round(self.clock() * _US)
@@ -388,14 +426,44 @@ class SQLStore(NamespacedStore):
             await shared.executor.rowcount(shared.delete_all, {"lo": bounds[0], "hi": bounds[1]})
 
     async def delete_expired(self) -> int:
-        """Delete the expired keys of this namespace and below; return how many were deleted."""
+        """Delete the expired keys of this namespace and below; return how many were deleted.
+
+        Deletes in batches of at most ``DELETE_BATCH_SIZE`` rows, each its own statement found
+        through the ``expires_at`` index, so that no statement holds locks for long.
+        """
         shared = self._shared
-        now = shared.now_us()
         bounds = namespace_range(self._ns)
-        if bounds is None:
-            return await shared.executor.rowcount(shared.delete_root_expired, {"now": now})
-        params = {"lo": bounds[0], "hi": bounds[1], "now": now}
-        return await shared.executor.rowcount(shared.delete_expired, params)
+        params: dict[str, Any] = {"now": shared.now_us()}
+        stmt = shared.delete_root_expired
+        if bounds is not None:
+            params.update(lo=bounds[0], hi=bounds[1])
+            stmt = shared.delete_expired
+        total = 0
+        while True:
+            deleted = await shared.executor.rowcount(stmt, params)
+            total += deleted
+            if deleted < DELETE_BATCH_SIZE:
+                return total
+
+    async def stats(self) -> StoreStats:
+        """Rows and expired rows of this namespace and below, in all and per namespace (one query)."""
+        shared = self._shared
+        bounds = namespace_range(self._ns)
+        params: dict[str, Any] = {"now": shared.now_us()}
+        stmt = shared.stats_root
+        if bounds is not None:
+            params.update(lo=bounds[0], hi=bounds[1])
+            stmt = shared.stats
+        rows = await shared.executor.rows(stmt, params)
+        namespaces = {
+            decode_namespace(bytes(ns)): NamespaceStats(int(count), int(expired))
+            for ns, count, expired in rows
+        }
+        return StoreStats(
+            rows=sum(n.rows for n in namespaces.values()),
+            expired=sum(n.expired for n in namespaces.values()),
+            namespaces=dict(sorted(namespaces.items())),
+        )
 
     # -- life cycle -------------------------------------------------------------------------
 

@@ -1,0 +1,190 @@
+"""``SQLStorePlugin``: sessions, response cache and rate limits of a Litestar app on one SQL table."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from litestar.plugins import CLIPlugin, InitPlugin
+from litestar.stores.registry import StoreRegistry, default_default_factory
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .schema import DEFAULT_TABLE_NAME
+from .store import DEFAULT_MAX_VALUE_SIZE, SQLStore
+
+if TYPE_CHECKING:
+    from click import Group
+    from litestar import Litestar
+    from litestar.config.app import AppConfig
+    from litestar.stores.base import Store
+
+__all__ = ("DEFAULT_CLEANUP_INTERVAL", "DEFAULT_STORE_NAMES", "DEFAULT_URL", "SQLStorePlugin")
+
+DEFAULT_URL = "sqlite+aiosqlite:///sqlsession.db"
+DEFAULT_STORE_NAMES = ("sessions", "response_cache", "rate_limit")
+DEFAULT_CLEANUP_INTERVAL = 300.0
+"""Seconds between two runs of the background cleanup (with random jitter of +/- half of it)."""
+
+logger = logging.getLogger("sqlsession")
+
+
+class SQLStorePlugin(InitPlugin, CLIPlugin):
+    """Registers SQL stores with a Litestar app, cleans up expired entries, adds CLI commands.
+
+    Every store name (by default ``sessions``, ``response_cache`` and ``rate_limit``, and any other
+    name the app asks its ``StoreRegistry`` for) is a namespace of the same table. Stores the app
+    registered itself are kept.
+    """
+
+    __slots__ = ("_cleanup_interval", "_cleanup_task", "_store", "_store_names")
+
+    def __init__(
+        self,
+        url: str | URL | None = None,
+        *,
+        engine: AsyncEngine | None = None,
+        table_name: str = DEFAULT_TABLE_NAME,
+        namespace: str | None = "LITESTAR",
+        store_names: Iterable[str] = DEFAULT_STORE_NAMES,
+        cleanup_interval: float | timedelta | None = DEFAULT_CLEANUP_INTERVAL,
+        engine_options: Mapping[str, Any] | None = None,
+        clock: Callable[[], float] = time.time,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+    ) -> None:
+        """Configure the plugin.
+
+        Args:
+            url: Database URL; the plugin creates the engine and disposes it at shutdown.
+                Default (with no ``engine`` either): ``sqlite+aiosqlite:///sqlsession.db``.
+            engine: An ``AsyncEngine`` you own instead of ``url``; the plugin never disposes it.
+            table_name: The table created by the migrations.
+            namespace: Parent namespace of all the plugin's stores (``None``: the root).
+            store_names: Names registered with the app, each a namespace of its own.
+            cleanup_interval: Seconds (or ``timedelta``) between background deletions of expired
+                entries, with random jitter of +/- half the interval; ``None`` turns it off.
+            engine_options: Extra ``create_async_engine`` arguments (with ``url`` only).
+            clock: The stores' clock (Unix time in seconds).
+            max_value_size: Largest value in bytes.
+        """
+        if url is not None and engine is not None:
+            raise ValueError("pass either url or engine, not both")
+        if engine is not None:
+            if engine_options:
+                raise ValueError("engine_options only apply when the plugin creates the engine from url")
+            store = SQLStore(
+                engine, table_name=table_name, namespace=namespace, clock=clock, max_value_size=max_value_size
+            )
+        else:
+            store = SQLStore.with_url(
+                DEFAULT_URL if url is None else url,
+                engine_options=engine_options,
+                table_name=table_name,
+                namespace=namespace,
+                clock=clock,
+                max_value_size=max_value_size,
+            )
+        self._store = store
+        names = tuple(store_names) if not isinstance(store_names, str) else (store_names,)
+        for name in names:
+            if not isinstance(name, str):
+                raise TypeError(f"store names must be str, not {type(name).__name__}")
+        self._store_names = tuple(dict.fromkeys(names))
+        self._cleanup_interval = _interval(cleanup_interval)
+        self._cleanup_task: asyncio.Task[None] | None = None
+
+    @property
+    def store(self) -> SQLStore:
+        """The parent store: every store of the plugin is one of its namespaces."""
+        return self._store
+
+    @property
+    def store_names(self) -> tuple[str, ...]:
+        """The names registered with the app."""
+        return self._store_names
+
+    @property
+    def cleanup_interval(self) -> float | None:
+        """Seconds between background cleanups, ``None`` when off."""
+        return self._cleanup_interval
+
+    def store_for(self, name: str) -> SQLStore:
+        """The store registered (or registrable) under ``name``: a namespace of the table."""
+        return self._store.with_namespace(name)
+
+    def _default_factory(self, name: str) -> Store:
+        return self.store_for(name)
+
+    # -- Litestar hooks ----------------------------------------------------------------------------
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        """Register the stores (keeping the app's own) and the lifespan of engine and cleanup."""
+        stores = app_config.stores
+        if isinstance(stores, StoreRegistry):
+            for name in self._store_names:
+                try:
+                    stores.register(name, self.store_for(name))
+                except ValueError:  # the app registered a store of that name: it wins
+                    continue
+            # StoreRegistry has no public accessor for its factory; replace only Litestar's default
+            if stores._default_factory is default_default_factory:
+                stores._default_factory = self._default_factory
+        else:
+            registered: dict[str, Store] = {name: self.store_for(name) for name in self._store_names}
+            registered.update(stores or {})
+            app_config.stores = StoreRegistry(registered, default_factory=self._default_factory)
+        app_config.lifespan = [*app_config.lifespan, self.lifespan]
+        return app_config
+
+    def on_cli_init(self, cli: Group) -> None:
+        """Add the ``sqlsession`` command group (``delete-expired``, ``stats``) to ``litestar``."""
+        from .cli import litestar_group
+
+        cli.add_command(litestar_group())
+
+    @asynccontextmanager
+    async def lifespan(self, app: Litestar | None = None) -> AsyncIterator[None]:
+        """Run the background cleanup while the app runs; dispose an engine the plugin created."""
+        if self._cleanup_interval is not None and self._cleanup_task is None:
+            self._cleanup_task = asyncio.create_task(self._cleanup_loop(self._cleanup_interval))
+        try:
+            yield
+        finally:
+            task, self._cleanup_task = self._cleanup_task, None
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            await self._store.__aexit__(None, None, None)
+
+    async def _cleanup_loop(self, interval: float) -> None:
+        """Delete expired entries every ``interval`` seconds +/- 50%; errors are logged, never raised.
+
+        One loop per plugin, so runs never overlap in a process; several processes running it on
+        one database only delete the same expired rows (each batch is its own statement).
+        """
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.5, 1.5))
+            try:
+                deleted = await self._store.delete_expired()
+            except Exception:
+                logger.exception("sqlsession: deleting expired entries failed; trying again next interval")
+            else:
+                logger.debug("sqlsession: deleted %d expired entries", deleted)
+
+
+def _interval(value: float | timedelta | None) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"cleanup_interval must be None, seconds or a timedelta, not {type(value).__name__}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"cleanup_interval must be a positive duration, not {value!r}")
+    return float(seconds)
