@@ -16,8 +16,8 @@ from .store import (
 
 __all__ = (
     "DEFAULT_MAX_VALUE_SIZE",
-    "DELETE_BATCH_SIZE",
     "DEFAULT_TABLE_NAME",
+    "DELETE_BATCH_SIZE",
     "NamespaceStats",
     "SQLStore",
     "SQLStorePlugin",
