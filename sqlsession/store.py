@@ -419,11 +419,7 @@ class SQLStore(NamespacedStore):
     async def delete_all(self) -> None:
         """Delete every key of this namespace and of all namespaces below it (root: the table)."""
         shared = self._shared
-        bounds = namespace_range(self._ns)
-        if bounds is None:
-            await shared.executor.rowcount(shared.delete_root, {})
-        else:
-            await shared.executor.rowcount(shared.delete_all, {"lo": bounds[0], "hi": bounds[1]})
+        await shared.executor.rowcount(*self._subtree(shared.delete_all, shared.delete_root))
 
     async def delete_expired(self) -> int:
         """Delete the expired keys of this namespace and below; return how many were deleted.
@@ -432,12 +428,7 @@ class SQLStore(NamespacedStore):
         through the ``expires_at`` index, so that no statement holds locks for long.
         """
         shared = self._shared
-        bounds = namespace_range(self._ns)
-        params: dict[str, Any] = {"now": shared.now_us()}
-        stmt = shared.delete_root_expired
-        if bounds is not None:
-            params.update(lo=bounds[0], hi=bounds[1])
-            stmt = shared.delete_expired
+        stmt, params = self._subtree(shared.delete_expired, shared.delete_root_expired, now=shared.now_us())
         total = 0
         while True:
             deleted = await shared.executor.rowcount(stmt, params)
@@ -448,13 +439,9 @@ class SQLStore(NamespacedStore):
     async def stats(self) -> StoreStats:
         """Rows and expired rows of this namespace and below, in all and per namespace (one query)."""
         shared = self._shared
-        bounds = namespace_range(self._ns)
-        params: dict[str, Any] = {"now": shared.now_us()}
-        stmt = shared.stats_root
-        if bounds is not None:
-            params.update(lo=bounds[0], hi=bounds[1])
-            stmt = shared.stats
-        rows = await shared.executor.rows(stmt, params)
+        rows = await shared.executor.rows(
+            *self._subtree(shared.stats, shared.stats_root, now=shared.now_us())
+        )
         namespaces = {
             decode_namespace(bytes(ns)): NamespaceStats(int(count), int(expired))
             for ns, count, expired in rows
@@ -464,6 +451,13 @@ class SQLStore(NamespacedStore):
             expired=sum(n.expired for n in namespaces.values()),
             namespaces=dict(sorted(namespaces.items())),
         )
+
+    def _subtree(self, ranged: Statement, root: Statement, **params: Any) -> tuple[Statement, dict[str, Any]]:
+        """The statement for this namespace and all below it, and its parameters."""
+        bounds = namespace_range(self._ns)
+        if bounds is None:
+            return root, params
+        return ranged, {**params, "lo": bounds[0], "hi": bounds[1]}
 
     # -- life cycle -------------------------------------------------------------------------
 
