@@ -194,6 +194,17 @@ def is_disconnect(error: BaseException, driver_connection: Any = None) -> bool:
     return _closed(driver_connection)
 
 
+def autocommit_is_local(dialect: Dialect) -> bool:
+    """Whether switching a pooled connection to autocommit and back costs no round trip.
+
+    True for the PostgreSQL drivers and SQLite (a flag of the driver's connection). MySQL sends
+    ``SET AUTOCOMMIT`` both ways, and SQLAlchemy lets a failure of the way back (a connection
+    lost while it returns to the pool) escape and lose the pool slot: on a borrowed MySQL engine
+    a statement is committed instead, which also costs fewer round trips.
+    """
+    return dialect.name not in ("mysql", "mariadb")
+
+
 def is_rolled_back(error: BaseException) -> bool:
     """Whether the server rolled the statement back for a concurrency reason (deadlock victim,
     serialization failure): it took no effect, and running it again is safe."""

@@ -6,7 +6,8 @@
   runs the compiled SQL on the driver's own connection (one round trip, autocommit), and gives
   the connection back. A connection that saw any error is invalidated, with the idle ones.
 - :class:`CoreExecutor`, for an engine the caller owns: plain SQLAlchemy Core on a connection
-  of the engine's pool, with the ``AUTOCOMMIT`` execution option (no ``BEGIN``/``COMMIT``).
+  of the engine's pool, with the ``AUTOCOMMIT`` execution option (no ``BEGIN``/``COMMIT``);
+  on MySQL, where that option costs round trips, the statement is committed instead.
 
 Both raise every failure as :class:`StoreError` (the driver's error is its ``__cause__``), and
 both run a statement once more, on a new connection, when it failed because the connection was
@@ -15,8 +16,8 @@ because the server rolled it back as a deadlock victim or serialization failure.
 because every call is one autocommitted statement that gives the same result when run twice:
 upserts and deletes of given rows, reads, renewals to a given expiry, compare-and-set updates
 (MySQL's renewal is two calls, each retried alone, and the second only changes the version the
-first one read). The only visible difference: ``delete_expired`` may count fewer rows when its
-first run had committed before the connection was lost.
+first one read). The only visible difference: ``delete_expired`` may count fewer rows (and
+leave a batch for its next run) when a batch had committed before the connection was lost.
 """
 
 from __future__ import annotations
@@ -116,13 +117,14 @@ class Executor:
 
 
 class CoreExecutor(Executor):
-    """SQLAlchemy Core on the caller's engine, in autocommit."""
+    """SQLAlchemy Core on the caller's engine, in autocommit (or committed, on MySQL)."""
 
-    __slots__ = ("engine",)
+    __slots__ = ("autocommit", "engine")
 
     def __init__(self, engine: AsyncEngine, table: str) -> None:
         super().__init__(table)
         self.engine = engine
+        self.autocommit = _dialects.autocommit_is_local(engine.dialect)
 
     async def rows(self, stmt: Statement, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         rows: Sequence[Sequence[Any]] = await self._run(stmt, params, fetch=True)
@@ -139,27 +141,31 @@ class CoreExecutor(Executor):
                 return await self._once(stmt, params, fetch=fetch)
             except Exception as error:
                 if retried or not _retryable_core(error):
-                    raise _store_error(error, self.table) from error
+                    # chained to the driver's error: SQLAlchemy's would print the statement's
+                    # parameters (session data) into any logged traceback
+                    raise _store_error(error, self.table) from _driver_error(error)
                 retried = True
 
     async def _once(self, stmt: Statement, params: Mapping[str, Any], *, fetch: bool) -> Any:
         async with self.engine.connect() as conn:
-            try:
-                # set on the connection in hand (not as an engine option, where a failure while
-                # connecting would lose the connection): MySQL sends a statement for it
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-            except Exception as error:
-                # not seen by SQLAlchemy's disconnect handling: do what it would do
-                lease = await conn.get_raw_connection()
-                if _dialects.is_disconnect(_driver_error(error), lease.driver_connection):
-                    _invalidate_pool(self.engine.sync_engine.pool, lease, error)
-                    await conn.invalidate(error)
-                    raise _Disconnected from error
-                raise
+            if self.autocommit:
+                try:
+                    # set on the connection in hand, not as an engine option (where a failure
+                    # while connecting would lose the connection)
+                    await conn.execution_options(isolation_level="AUTOCOMMIT")
+                except Exception as error:
+                    # not seen by SQLAlchemy's disconnect handling: do what it would do
+                    lease = await conn.get_raw_connection()
+                    if _dialects.is_disconnect(_driver_error(error), lease.driver_connection):
+                        _invalidate_pool(self.engine.sync_engine.pool, lease, error)
+                        await conn.invalidate(error)
+                        raise _Disconnected from error
+                    raise
             result = await conn.execute(stmt.core, params)
-            if fetch:
-                return result.all()
-            return int(getattr(result, "rowcount", 0))
+            value = result.all() if fetch else int(getattr(result, "rowcount", 0))
+            if not self.autocommit:
+                await conn.commit()
+            return value
 
 
 class _Disconnected(Exception):

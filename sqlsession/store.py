@@ -188,7 +188,9 @@ def _owned_executor(engine: AsyncEngine, options: Mapping[str, Any]) -> Executor
     size = pool.size() if isinstance(pool, QueuePool) else 0
     overflow = int(options.get("max_overflow", 10))
     limit = size + overflow if plain_queue and overflow >= 0 else 1_000_000
-    return NativeExecutor(engine, "", runner, idle_cap=size if plain_queue else 0, limit=limit)
+    # keep one connection of the pool free for other users of the engine (migrations, the CLI)
+    idle_cap = min(size, limit - 1) if plain_queue else 0
+    return NativeExecutor(engine, "", runner, idle_cap=idle_cap, limit=limit)
 
 
 class SQLStore(NamespacedStore):
@@ -273,6 +275,8 @@ class SQLStore(NamespacedStore):
         ``max_overflow``, ``connect_args``, ...); ``isolation_level`` cannot be changed.
         """
         options: dict[str, Any] = dict(engine_options or {})
+        # errors must not carry the parameters (session data) into logs
+        options.setdefault("hide_parameters", True)
         if options.setdefault("isolation_level", "AUTOCOMMIT") != "AUTOCOMMIT":
             raise ValueError("the store runs in autocommit: engine_options cannot set isolation_level")
         engine = create_async_engine(_dialects.async_url(url), **options)

@@ -170,3 +170,17 @@ async def test_concurrent_renew_and_delete_never_resurrect(store: SQLStore) -> N
         assert all(value in (b"v", None) for value in results[:5])
         assert await store.get(key) is None
         assert await store.exists(key) is False
+
+
+async def test_errors_never_carry_the_values_into_tracebacks(make_store: Callable[..., SQLStore]) -> None:
+    import traceback
+
+    store = make_store()  # its table does not exist
+    try:
+        with pytest.raises(TableMissingError) as caught:
+            await store.set("k", ("SECRET-" + "SESSION-DATA").encode())  # not in this source line
+        printed = "".join(traceback.format_exception(caught.value))
+        assert "alembic upgrade head" in printed
+        assert "SECRET-SESSION-DATA" not in printed
+    finally:
+        await store.__aexit__(None, None, None)
