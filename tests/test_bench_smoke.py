@@ -1,0 +1,83 @@
+"""Smoke test of the benchmark harness (``python -m bench``): it runs, on SQLite with tiny counts,
+and produces its tables, targets and document. Benchmarks are not tests: no timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.run import main
+
+TINY = [
+    "--quick",
+    "--dialects",
+    "sqlite",
+    "--sizes",
+    "512",
+    "--batch",
+    "5",
+    "--rounds",
+    "1",
+    "--tasks",
+    "1,4",
+    "--seconds",
+    "0.1",
+    "--conc-rounds",
+    "1",
+    "--keys",
+    "20",
+    "--rows",
+    "100,300",
+]
+
+
+def test_quick_run_prints_its_tables(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main([*TINY, "--docs-dir", str(tmp_path), "--json", str(tmp_path / "results.json")]) == 0
+    out = capsys.readouterr().out
+    for heading in (
+        "== sqlite: sequential latency",
+        "== sqlite: sqlsession median / other median",
+        "== sqlite: session mix",
+        "== scale: sqlsession alone",
+        "== targets",
+    ):
+        assert heading in out
+    assert "targets:" in out
+    for label in ("get(renew_for)", "exists", "delete", "raw", "sqlsession"):
+        assert label in out
+    assert "PASS" in out or "FAIL" in out
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    group = results["groups"]["sqlite"]
+    assert set(group["sequential"]["sqlsession"]) == {"set", "get", "get_renew", "exists", "delete"}
+    assert group["sequential"]["raw"]["get"]["512"]["n"] == 5
+    assert group["misses"]["sqlsession"] == 0
+    assert set(results["scale"]["sqlite"]["rows"]) == {"100", "300"}
+    assert "seconds" in results["scale"]["sqlite"]["delete_expired"]
+
+    document = (tmp_path / "benchmarks.md").read_text()
+    assert document.startswith("# Benchmarks")
+    assert "## Targets" in document and "## sqlite" in document
+    if results["meta"]["packages"].get("matplotlib", "not installed") != "not installed":
+        assert (tmp_path / "benchmarks.png").stat().st_size > 0
+
+
+def test_missing_libraries_are_reported_unavailable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # as if sqlspec, advanced-alchemy, redis and matplotlib were not installed (also when an earlier
+    # test imported them: their submodules are hidden too)
+    hidden = ("sqlspec", "advanced_alchemy", "redis", "litestar.stores.redis", "matplotlib")
+    for module in [name for name in sys.modules if name.split(".")[0] in hidden] + list(hidden):
+        monkeypatch.setitem(sys.modules, module, None)
+    assert main([*TINY, "--rows", "0", "--docs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "sqlite / sqlspec: unavailable" in out
+    assert "sqlite / advanced-alchemy: unavailable" in out
+    assert "sqlite / RedisStore: unavailable" in out
+    assert "== sqlite: sequential latency" in out and "== targets" in out
+    assert (tmp_path / "benchmarks.md").exists()
+    assert not (tmp_path / "benchmarks.png").exists()
