@@ -49,7 +49,7 @@ async def _measure(
     dialect: str, op: str, calls: int, size: int, names: Sequence[str], top: int, rounds: int
 ) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="sqlsession-profile-"))
-    settings = Settings(dialects=(dialect,), workdir=workdir, pool_size=1)
+    settings = Settings(dialects=(dialect,), workdir=workdir)  # the pool size of the benchmark
     contenders: list[Contender] = []
     value = os.urandom(size)
     keys = session_keys(calls)
