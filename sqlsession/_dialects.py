@@ -5,7 +5,9 @@
 - a ``DELETE`` of at most N rows (``LIMIT`` on MySQL, a key subquery elsewhere);
 - the default async driver for a plain URL, and the settings of an engine we create
   (SQLite: WAL, ``synchronous=NORMAL``, a busy timeout);
-- recognising "the table does not exist" in a driver error;
+- recognising in a driver error that the table does not exist, that the connection is gone, or
+  that the server rolled the statement back (deadlock victim); whether switching a connection to
+  autocommit costs round trips (MySQL);
 - how to run a compiled statement on each driver's own connection (the fast path of a store that
   owns its engine): asyncpg, psycopg, asyncmy, aiosqlite. Parameters are plain ``bytes``, ``int``
   and ``None``, which every one of them binds natively.
@@ -26,10 +28,13 @@ __all__ = (
     "SQLITE_BUSY_TIMEOUT_MS",
     "DriverRunner",
     "async_url",
+    "autocommit_is_local",
     "bounded_delete",
     "configure_owned_engine",
     "driver_runner",
+    "is_disconnect",
     "is_missing_table",
+    "is_rolled_back",
     "renew_with_returning",
     "upsert_statement",
 )
@@ -140,8 +145,7 @@ def is_missing_table(error: BaseException) -> bool:
     """Whether a DBAPI error (the ``orig`` of SQLAlchemy's wrapper) says the table does not exist."""
     if getattr(error, "sqlstate", None) == _PG_UNDEFINED_TABLE:
         return True
-    args = getattr(error, "args", ())
-    if args and args[0] == _MYSQL_NO_SUCH_TABLE:
+    if _error_code(error) == _MYSQL_NO_SUCH_TABLE:
         return True
     return "no such table" in str(error)
 

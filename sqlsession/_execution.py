@@ -119,12 +119,17 @@ class Executor:
 class CoreExecutor(Executor):
     """SQLAlchemy Core on the caller's engine, in autocommit (or committed, on MySQL)."""
 
-    __slots__ = ("autocommit", "engine")
+    __slots__ = ("autocommit", "engine", "owned")
 
-    def __init__(self, engine: AsyncEngine, table: str) -> None:
+    def __init__(self, engine: AsyncEngine, table: str, *, owned: bool = False) -> None:
         super().__init__(table)
         self.engine = engine
+        self.owned = owned  # created by the store (a driver without a native runner): disposed by close()
         self.autocommit = _dialects.autocommit_is_local(engine.dialect)
+
+    async def close(self) -> None:
+        if self.owned:
+            await self.engine.dispose()
 
     async def rows(self, stmt: Statement, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         rows: Sequence[Sequence[Any]] = await self._run(stmt, params, fetch=True)
@@ -300,16 +305,17 @@ class NativeExecutor(Executor):
         return False
 
     async def _discard(self, lease: PoolProxiedConnection, error: BaseException) -> bool:
-        """After any error the connection's state is unknown: invalidate it, and the idle ones
-        (a server restart kills them all); after a disconnect, also the pool's connections of
-        the same age. Return whether the statement may run once more on a new connection."""
+        """After any error the connection's state is unknown: invalidate it. After a disconnect
+        also the idle ones and the pool's connections of the same age (a server restart kills
+        them all). Return whether the statement may run once more on a new connection."""
         failed = isinstance(error, Exception)  # not a cancellation
         disconnect = failed and _dialects.is_disconnect(error, lease.driver_connection)
+        idle: list[PoolProxiedConnection] = []
         if disconnect:
             _invalidate_pool(self.engine.sync_engine.pool, lease, error)
+            idle, self.idle = self.idle, []
+            self.count -= len(idle)
         retryable = disconnect or (failed and _dialects.is_rolled_back(error))
-        idle, self.idle = self.idle, []
-        self.count -= len(idle)
         for stale in (lease, *idle):
             with contextlib.suppress(Exception):
                 await greenlet_spawn(stale.invalidate, error if isinstance(error, Exception) else None)

@@ -181,7 +181,7 @@ def _owned_executor(engine: AsyncEngine, options: Mapping[str, Any]) -> Executor
     """The fast path when the driver is known, keeping as many idle connections as the pool does."""
     runner = _dialects.driver_runner(engine.dialect)
     if runner is None:
-        return CoreExecutor(engine, "")
+        return CoreExecutor(engine, "", owned=True)
     pool = engine.sync_engine.pool
     # idle connections are only kept when the pool would keep them unchecked too
     plain_queue = isinstance(pool, QueuePool) and not {"pool_pre_ping", "pool_recycle"} & options.keys()

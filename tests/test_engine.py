@@ -184,3 +184,24 @@ async def test_errors_never_carry_the_values_into_tracebacks(make_store: Callabl
         assert "SECRET-SESSION-DATA" not in printed
     finally:
         await store.__aexit__(None, None, None)
+
+
+async def test_owned_engine_without_a_native_runner_is_disposed_too(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlsession import _dialects
+
+    monkeypatch.setattr(_dialects, "driver_runner", lambda dialect: None)  # a driver we have no runner for
+    store = SQLStore.with_url(url, table_name=unique_table())
+    await create_table(store)
+    try:
+        await store.set("k", b"v")
+        assert await store.get("k") == b"v"
+        pool = store.engine.pool
+        async with store:
+            pass
+        assert store.engine.pool is not pool  # disposed: the engine made a new pool
+        assert await store.get("k") == b"v"
+    finally:
+        await drop_table(store)
+        await store.__aexit__(None, None, None)
