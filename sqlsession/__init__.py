@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .errors import StoreError, TableMissingError
 from .plugin import SQLStorePlugin
 from .schema import DEFAULT_TABLE_NAME, store_table
 from .store import (
@@ -9,9 +10,7 @@ from .store import (
     DELETE_BATCH_SIZE,
     NamespaceStats,
     SQLStore,
-    StoreError,
     StoreStats,
-    TableMissingError,
 )
 
 __all__ = (

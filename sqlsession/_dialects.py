@@ -8,14 +8,17 @@
 - recognising in a driver error that the table does not exist, that the connection is gone, or
   that the server rolled the statement back (deadlock victim); whether switching a connection to
   autocommit costs round trips (MySQL);
-- how to run a compiled statement on each driver's own connection (the fast path of a store that
-  owns its engine): asyncpg, psycopg, asyncmy, aiosqlite. Parameters are plain ``bytes``, ``int``
-  and ``None``, which every one of them binds natively.
+- how to run a compiled statement on each driver's own connection, in autocommit whatever the
+  engine's isolation level: asyncpg, psycopg, asyncmy, aiosqlite; the event loop a driver's
+  connection is bound to. Parameters are plain ``bytes``, ``int`` and ``None``, which every one of
+  them binds natively.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, Delete, Table, delete, event, literal_column, select, tuple_
@@ -30,7 +33,9 @@ __all__ = (
     "async_url",
     "autocommit_is_local",
     "bounded_delete",
+    "close_unpooled",
     "configure_owned_engine",
+    "connection_loop",
     "driver_runner",
     "is_disconnect",
     "is_missing_table",
@@ -219,14 +224,19 @@ def is_rolled_back(error: BaseException) -> bool:
 
 
 class DriverRunner(Protocol):
-    """Runs SQL compiled for its dialect on the driver's own connection object."""
+    """Runs SQL compiled for its dialect on the driver's own connection object, in autocommit."""
 
     async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]: ...
 
     async def rowcount(self, conn: Any, sql: str, args: Any) -> int: ...
 
+    async def finish(self, conn: Any) -> None:
+        """Commit the transaction the driver opened by itself (a connection of an engine that is not
+        in autocommit): the connection goes back to the pool with nothing to roll back."""
+
 
 class _Asyncpg:
+    # asyncpg never opens a transaction by itself: every statement commits on its own
     async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]:
         rows: Sequence[Sequence[Any]] = await conn.fetch(sql, *args)
         return rows
@@ -235,16 +245,34 @@ class _Asyncpg:
         status: str = await conn.execute(sql, *args)  # e.g. "DELETE 3"
         return int(status.rpartition(" ")[2])
 
+    async def finish(self, conn: Any) -> None:
+        return None
+
 
 class _Psycopg:
+    # not in autocommit, psycopg opens a transaction before any statement: switching the flag
+    # around the statement costs no round trip
     async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]:
+        switch = not conn.autocommit
+        if switch:
+            await conn.set_autocommit(True)
         cursor = await conn.execute(sql, args)
         rows: Sequence[Sequence[Any]] = await cursor.fetchall()
+        if switch:
+            await conn.set_autocommit(False)
         return rows
 
     async def rowcount(self, conn: Any, sql: str, args: Any) -> int:
+        switch = not conn.autocommit
+        if switch:
+            await conn.set_autocommit(True)
         cursor = await conn.execute(sql, args)
+        if switch:
+            await conn.set_autocommit(False)
         return int(cursor.rowcount)
+
+    async def finish(self, conn: Any) -> None:
+        return None
 
 
 class _Asyncmy:
@@ -257,6 +285,11 @@ class _Asyncmy:
     async def rowcount(self, conn: Any, sql: str, args: Any) -> int:
         return int(await conn.cursor().execute(sql, args))
 
+    async def finish(self, conn: Any) -> None:
+        # not in autocommit, the server opened a transaction (switching costs round trips both ways)
+        if conn.get_transaction_status():
+            await conn.commit()
+
 
 class _Aiosqlite:
     async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]:
@@ -268,6 +301,11 @@ class _Aiosqlite:
         cursor = await conn.execute(sql, args)
         return int(cursor.rowcount)
 
+    async def finish(self, conn: Any) -> None:
+        # not in autocommit, sqlite3 opened a transaction before a write
+        if conn.in_transaction:
+            await conn.commit()
+
 
 _RUNNERS: dict[str, DriverRunner] = {
     "asyncpg": _Asyncpg(),
@@ -275,6 +313,33 @@ _RUNNERS: dict[str, DriverRunner] = {
     "asyncmy": _Asyncmy(),
     "aiosqlite": _Aiosqlite(),
 }
+
+
+def connection_loop(driver_connection: Any) -> asyncio.AbstractEventLoop | None:
+    """The event loop a driver's connection is bound to (asyncpg, asyncmy); ``None`` when it works on
+    any loop (aiosqlite's thread, psycopg's waits on the running loop)."""
+    loop = getattr(driver_connection, "_loop", None)
+    return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
+
+
+def close_unpooled(driver_connection: Any) -> Coroutine[Any, Any, Any] | None:
+    """Close a driver's connection that has left the pool, without awaiting: asyncpg and asyncmy
+    close the socket at once, aiosqlite (0.22.1+) tells its thread to close; otherwise the coroutine
+    that closes it is returned, to be run in a task of its own (psycopg, older aiosqlite)."""
+    for name in ("terminate", "stop"):  # asyncpg; aiosqlite
+        close = getattr(driver_connection, name, None)
+        if callable(close):
+            with contextlib.suppress(Exception):  # e.g. its event loop has ended
+                close()
+            return None
+    close = getattr(driver_connection, "close", None)
+    if not callable(close):
+        return None
+    try:
+        closing = close()  # asyncmy: closes at once; psycopg, old aiosqlite: a coroutine
+    except Exception:
+        return None
+    return closing if asyncio.iscoroutine(closing) else None
 
 
 def driver_runner(dialect: Dialect) -> DriverRunner | None:

@@ -1,81 +1,91 @@
-"""How a store runs its statements: two executors with one interface.
+"""How a store runs its statements: one executor for every engine, on the engine's own pool.
 
-- :class:`NativeExecutor`, for an engine the store created (``SQLStore.with_url``): each Core
-  statement is compiled once for the dialect; a call takes a connection from a small lease list
-  filled from the engine's pool (so steady state costs no pool checkout and no greenlet switch),
-  runs the compiled SQL on the driver's own connection (one round trip, autocommit), and gives
-  the connection back. A connection that saw any error is invalidated, with the idle ones.
-- :class:`CoreExecutor`, for an engine the caller owns: plain SQLAlchemy Core on a connection
-  of the engine's pool, with the ``AUTOCOMMIT`` execution option (no ``BEGIN``/``COMMIT``);
-  on MySQL, where that option costs round trips, the statement is committed instead.
+Each call checks a connection out of the engine's pool (so ``pool_size``, ``max_overflow``,
+``pool_timeout``, ``pool_pre_ping``, ``pool_recycle`` and the pool's events keep their meaning),
+runs the statement, compiled once for the dialect, on the driver's own connection in autocommit
+(one round trip; an implicit transaction the driver opened is committed at once), and checks the
+connection back in. When the engine has cursor-execute listeners or ``echo``, the statement runs
+through Core instead, so that tracing and logging see it.
 
-Both raise every failure as :class:`StoreError` (the driver's error is its ``__cause__``), and
-both run a statement once more, on a new connection, when it failed because the connection was
-lost (server restarted, connection killed: the pool's older connections are dropped too) or
-because the server rolled it back as a deadlock victim or serialization failure. That is safe
-because every call is one autocommitted statement that gives the same result when run twice:
-upserts and deletes of given rows, reads, renewals to a given expiry, compare-and-set updates
-(MySQL's renewal is two calls, each retried alone, and the second only changes the version the
-first one read). The only visible difference: ``delete_expired`` may count fewer rows (and
-leave a batch for its next run) when a batch had committed before the connection was lost.
+Cleanup cannot be skipped by a cancellation, however often it is repeated (anyio cancel scopes):
+a connection that saw an error or a cancellation is invalidated synchronously, and a healthy one
+goes back to the pool synchronously, or, when the pool would close it (an overflow connection,
+a pool that keeps none), in a shielded task.
+
+A store that owns its engine (``SQLStore.with_url``) keeps a few checked-out connections between
+calls, per event loop (never more than ``pool_size - 1``, and none when the pool pings or recycles),
+which saves the checkout. They are returned by ``close()``, and before any of the store's own calls
+waits for the pool.
+
+Every failure is raised as :class:`StoreError` (the driver's error is its ``__cause__``). A statement
+that failed because the connection was lost (server restarted, connection killed: the pool's older
+connections are dropped too) or because the server rolled it back (deadlock victim, serialization
+failure) runs once more on a new connection. That is safe because every call is one autocommitted
+statement that gives the same result when run twice: upserts and deletes of given rows, reads,
+renewals to a given expiry, compare-and-set updates. The only visible difference: ``delete_expired``
+may count fewer rows (and leave a batch for its next run) when a batch had committed before the
+connection was lost.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import Pool, PoolProxiedConnection
+from sqlalchemy.pool import Pool, PoolProxiedConnection, QueuePool
+from sqlalchemy.pool.base import reset_commit
 from sqlalchemy.sql import ClauseElement, Executable
-from sqlalchemy.sql.compiler import Compiled
 from sqlalchemy.util import greenlet_spawn
 
 from . import _dialects
+from .errors import StoreError, TableMissingError
 
-__all__ = ("CoreExecutor", "Executor", "NativeExecutor", "Statement", "StoreError", "TableMissingError")
-
-
-class StoreError(Exception):
-    """An operation of the store failed in the database or its driver (see ``__cause__``)."""
-
-
-class TableMissingError(StoreError):
-    """The store's table does not exist: the migrations have not been run."""
+__all__ = ("Executor", "Statement")
 
 
 class Statement:
     """A Core statement, and its SQL compiled once for one dialect."""
 
-    __slots__ = ("core", "fixed", "names", "sql")
+    __slots__ = ("core", "literal_params", "param_order", "sql")
 
     def __init__(self, core: Executable, dialect: Dialect, column_keys: Sequence[str] | None = None) -> None:
+        if not isinstance(core, ClauseElement):
+            raise TypeError(f"not a Core statement: {core!r}")
         self.core = core
-        assert isinstance(core, ClauseElement)
-        compiled: Compiled = core.compile(
-            dialect=dialect, column_keys=list(column_keys) if column_keys else None
-        )
+        compiled = core.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None)
         self.sql = compiled.string
         positions = getattr(compiled, "positiontup", None)
-        self.names: tuple[str, ...] | None = tuple(positions) if dialect.positional and positions else None
-        # values fixed in the statement itself (e.g. a LIMIT)
-        self.fixed = {name: value for name, value in compiled.params.items() if value is not None}
+        # the parameter names in the order of a positional driver's placeholders
+        self.param_order: tuple[str, ...] | None = (
+            tuple(positions) if dialect.positional and positions else None
+        )
+        # values given in the statement itself (e.g. a LIMIT)
+        self.literal_params = {name: value for name, value in compiled.params.items() if value is not None}
 
     def args(self, params: Mapping[str, Any]) -> Any:
         """Parameters in the form the driver takes: a tuple (positional styles) or the mapping."""
-        if self.fixed:
-            params = {**self.fixed, **params}
-        if self.names is None:
+        if self.literal_params:
+            params = {**self.literal_params, **params}
+        if self.param_order is None:
             return params
-        return tuple([params[name] for name in self.names])
+        return tuple([params[name] for name in self.param_order])
 
 
-def _store_error(error: BaseException, table: str) -> StoreError:
+def _driver_error(error: BaseException) -> BaseException:
+    return error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+
+
+def _store_error(error: BaseException, table: str, pool: Pool) -> StoreError:
+    if isinstance(error, PoolTimeoutError):
+        return StoreError(
+            f"store operation on table {table!r}: no connection was free within pool_timeout "
+            f"({pool.status()}); raise pool_size or max_overflow, or find what holds the connections"
+        )
     orig = _driver_error(error)
     if _dialects.is_missing_table(orig):
         return TableMissingError(
@@ -86,247 +96,218 @@ def _store_error(error: BaseException, table: str) -> StoreError:
     return StoreError(f"store operation on table {table!r} failed: {type(orig).__name__}: {orig}")
 
 
-def _driver_error(error: BaseException) -> BaseException:
-    return error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
-
-
-def _invalidate_pool(pool: Pool, lease: PoolProxiedConnection, error: BaseException) -> None:
-    """After a disconnect, make the pool replace every connection as old as ``lease`` at its next
-    checkout (they died with it when the server restarted), as SQLAlchemy does on a disconnect."""
-    invalidate = getattr(pool, "_invalidate", None)
-    if invalidate is not None:
-        invalidate(lease, error, _checkin=False)
+def _retryable(error: BaseException, driver_connection: Any) -> tuple[bool, bool]:
+    """``(disconnect, retryable)`` for an error raised by a statement."""
+    if not isinstance(error, Exception):  # a cancellation
+        return False, False
+    orig = _driver_error(error)
+    disconnect = _dialects.is_disconnect(orig, driver_connection) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    )
+    return disconnect, disconnect or _dialects.is_rolled_back(orig)
 
 
 class Executor:
-    """Interface of the executors."""
+    """Runs a store's statements on an engine's pool (see the module's docstring)."""
 
-    __slots__ = ("table",)
+    __slots__ = ("closing", "engine", "idle", "keep", "owned", "pool", "runner", "table", "waiting")
 
-    def __init__(self, table: str) -> None:
-        self.table = table
-
-    async def rows(self, stmt: Statement, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        raise NotImplementedError
-
-    async def rowcount(self, stmt: Statement, params: Mapping[str, Any]) -> int:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        """Give back what this executor holds; it stays usable."""
-
-
-class CoreExecutor(Executor):
-    """SQLAlchemy Core on the caller's engine, in autocommit (or committed, on MySQL)."""
-
-    __slots__ = ("autocommit", "engine", "owned")
-
-    def __init__(self, engine: AsyncEngine, table: str, *, owned: bool = False) -> None:
-        super().__init__(table)
+    def __init__(self, engine: AsyncEngine, *, owned: bool, keep: int = 0) -> None:
         self.engine = engine
-        self.owned = owned  # created by the store (a driver without a native runner): disposed by close()
-        self.autocommit = _dialects.autocommit_is_local(engine.dialect)
-
-    async def close(self) -> None:
-        if self.owned:
-            await self.engine.dispose()
-
-    async def rows(self, stmt: Statement, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        rows: Sequence[Sequence[Any]] = await self._run(stmt, params, fetch=True)
-        return rows
-
-    async def rowcount(self, stmt: Statement, params: Mapping[str, Any]) -> int:
-        count: int = await self._run(stmt, params, fetch=False)
-        return count
-
-    async def _run(self, stmt: Statement, params: Mapping[str, Any], *, fetch: bool) -> Any:
-        retried = False
-        while True:
-            try:
-                return await self._once(stmt, params, fetch=fetch)
-            except Exception as error:
-                if retried or not _retryable_core(error):
-                    # chained to the driver's error: SQLAlchemy's would print the statement's
-                    # parameters (session data) into any logged traceback
-                    raise _store_error(error, self.table) from _driver_error(error)
-                retried = True
-
-    async def _once(self, stmt: Statement, params: Mapping[str, Any], *, fetch: bool) -> Any:
-        async with self.engine.connect() as conn:
-            if self.autocommit:
-                try:
-                    # set on the connection in hand, not as an engine option (where a failure
-                    # while connecting would lose the connection)
-                    await conn.execution_options(isolation_level="AUTOCOMMIT")
-                except Exception as error:
-                    # not seen by SQLAlchemy's disconnect handling: do what it would do
-                    lease = await conn.get_raw_connection()
-                    if _dialects.is_disconnect(_driver_error(error), lease.driver_connection):
-                        _invalidate_pool(self.engine.sync_engine.pool, lease, error)
-                        await conn.invalidate(error)
-                        raise _Disconnected from error
-                    raise
-            result = await conn.execute(stmt.core, params)
-            value = result.all() if fetch else int(getattr(result, "rowcount", 0))
-            if not self.autocommit:
-                await conn.commit()
-            return value
-
-
-class _Disconnected(Exception):
-    """The connection was lost before the statement was sent (see ``__cause__``)."""
-
-
-def _retryable_core(error: Exception) -> bool:
-    """Whether a statement that failed on a borrowed engine may run once more."""
-    if isinstance(error, _Disconnected):
-        return True
-    if isinstance(error, DBAPIError):
-        # SQLAlchemy recognised a disconnect and invalidated the pool's connections of that age
-        return error.connection_invalidated or _dialects.is_rolled_back(_driver_error(error))
-    return False
-
-
-class NativeExecutor(Executor):
-    """Compiled SQL on the driver's connection, leased from the engine's pool."""
-
-    __slots__ = ("closing", "count", "engine", "idle", "idle_cap", "limit", "loop", "runner", "waiters")
-
-    def __init__(
-        self, engine: AsyncEngine, table: str, runner: _dialects.DriverRunner, idle_cap: int, limit: int
-    ) -> None:
-        super().__init__(table)
-        self.engine = engine
-        self.runner = runner
-        self.idle_cap = idle_cap  # connections kept between calls
-        self.limit = max(limit, 1)  # connections leased at once; more callers wait their turn
-        self.idle: list[PoolProxiedConnection] = []
-        self.waiters: deque[asyncio.Future[PoolProxiedConnection | None]] = deque()
-        self.count = 0
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pool = engine.sync_engine.pool
+        self.table = ""
+        self.owned = owned  # created by the store: its autocommit engine is disposed by close()
+        self.runner = _dialects.driver_runner(engine.dialect)
+        # connections kept checked out between calls, per event loop
+        self.keep = keep if isinstance(self.pool, QueuePool) else 0
+        self.idle: dict[asyncio.AbstractEventLoop, list[PoolProxiedConnection]] = {}
+        self.waiting: dict[asyncio.AbstractEventLoop, int] = {}  # our calls waiting for the pool
         self.closing: set[asyncio.Task[Any]] = set()
 
+    # -- running statements ------------------------------------------------------------------------
+
     async def rows(self, stmt: Statement, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        rows: Sequence[Sequence[Any]] = await self._run(self.runner.rows, stmt, params)
+        if self.runner is None or self._traced():
+            rows: Sequence[Sequence[Any]] = await self._through_core(stmt, params, fetch=True)
+        else:
+            rows = await self._native(self.runner.rows, stmt, params)
         return rows
 
     async def rowcount(self, stmt: Statement, params: Mapping[str, Any]) -> int:
-        count: int = await self._run(self.runner.rowcount, stmt, params)
+        if self.runner is None or self._traced():
+            count: int = await self._through_core(stmt, params, fetch=False)
+        else:
+            count = await self._native(self.runner.rowcount, stmt, params)
         return count
 
-    async def _run(
+    def _traced(self) -> bool:
+        """Whether SQLAlchemy must see the statement: ``echo`` or cursor-execute listeners."""
+        sync = self.engine.sync_engine
+        return bool(sync.echo or sync.dispatch.before_cursor_execute or sync.dispatch.after_cursor_execute)
+
+    async def _native(
         self, call: Callable[[Any, str, Any], Awaitable[Any]], stmt: Statement, params: Mapping[str, Any]
     ) -> Any:
+        assert self.runner is not None
         args = stmt.args(params)
         retried = False
         while True:
-            lease = await self._acquire()
+            lease = await self._checkout()
+            conn = lease.driver_connection
             try:
-                result = await call(lease.driver_connection, stmt.sql, args)
+                result = await call(conn, stmt.sql, args)
+                await self.runner.finish(conn)
             except BaseException as error:
-                retry = await self._discard(lease, error)
-                if retried or not retry:
-                    if isinstance(error, Exception) and not isinstance(error, StoreError):
-                        raise _store_error(error, self.table) from error
+                # synchronous: a repeated cancellation cannot interrupt it
+                disconnect, retryable = _retryable(error, conn)
+                self._discard(lease, error, disconnect)
+                if retried or not retryable:
+                    if isinstance(error, Exception):
+                        raise _store_error(error, self.table, self.pool) from _driver_error(error)
                     raise
                 retried = True
                 continue
-            self._release(lease)
+            await self._give_back(lease)
             return result
 
-    async def close(self) -> None:
-        """Return the idle connections to the pool and dispose the engine (it stays usable)."""
-        loop = asyncio.get_running_loop()
-        same_loop = loop is self.loop
-        idle, self.idle = self.idle, []
-        self.count -= len(idle)
-        if same_loop:
-            for lease in idle:
-                await greenlet_spawn(lease.close)
-        # connections made on another event loop cannot be closed from this one
-        await self.engine.dispose(close=same_loop)
-
-    # -- leases -----------------------------------------------------------------------------------
-
-    async def _acquire(self) -> PoolProxiedConnection:
-        loop = asyncio.get_running_loop()
-        if loop is not self.loop:
-            await self._rebind(loop)
-        if self.idle:
-            return self.idle.pop()
-        if self.count >= self.limit:
-            waiter: asyncio.Future[PoolProxiedConnection | None] = loop.create_future()
-            self.waiters.append(waiter)
+    async def _through_core(self, stmt: Statement, params: Mapping[str, Any], *, fetch: bool) -> Any:
+        retried = False
+        while True:
             try:
-                lease = await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self._hand_on(waiter.result())  # handed to us while we were cancelled
-                raise
-            if lease is not None:
-                return lease
-            # a slot was freed for us: open a connection in it
-        else:
-            self.count += 1
-        try:
-            lease = await greenlet_spawn(self.engine.sync_engine.raw_connection)
-        except BaseException as error:
-            self._hand_on(None)
-            if isinstance(error, Exception):
-                raise _store_error(error, self.table) from error
-            raise
-        return lease
+                return await self._core_once(stmt, params, fetch=fetch)
+            except Exception as error:
+                retryable = _retryable(error, None)[1]
+                if retried or not retryable:
+                    # chained to the driver's error: SQLAlchemy's would print the statement's
+                    # parameters (session data) into any logged traceback
+                    raise _store_error(error, self.table, self.pool) from _driver_error(error)
+                retried = True
 
-    def _release(self, lease: PoolProxiedConnection) -> None:
-        if self._give_to_waiter(lease):
-            return
-        if len(self.idle) < self.idle_cap:
-            self.idle.append(lease)
-            return
-        # over the idle cap: back to the engine's pool, which closes it if it is over its size
-        self.count -= 1
-        task = asyncio.get_running_loop().create_task(greenlet_spawn(lease.close))
+    async def _core_once(self, stmt: Statement, params: Mapping[str, Any], *, fetch: bool) -> Any:
+        async with self.engine.connect() as conn:
+            if not self.owned and _dialects.autocommit_is_local(self.engine.dialect):
+                # set on the connection in hand: no BEGIN/COMMIT round trips
+                try:
+                    await conn.execution_options(isolation_level="AUTOCOMMIT")
+                except Exception as error:
+                    # not seen by SQLAlchemy's disconnect handling: do what it would do
+                    if _dialects.is_disconnect(_driver_error(error)):
+                        await conn.invalidate(error)
+                    raise
+                local_autocommit = True
+            else:
+                local_autocommit = self.owned
+            result = await conn.execute(stmt.core, params)
+            value = result.all() if fetch else int(getattr(result, "rowcount", 0))
+            if not local_autocommit:
+                await conn.commit()
+            return value
+
+    # -- connections -------------------------------------------------------------------------------
+
+    async def _checkout(self) -> PoolProxiedConnection:
+        loop = asyncio.get_running_loop()
+        idle = self.idle.get(loop)
+        if idle:
+            return idle.pop()
+        if self.idle:
+            self._drop_dead_loops()
+        self.waiting[loop] = self.waiting.get(loop, 0) + 1
+        try:
+            while True:
+                try:
+                    lease = await greenlet_spawn(self.pool.connect)
+                except Exception as error:
+                    raise _store_error(error, self.table, self.pool) from _driver_error(error)
+                owner = _dialects.connection_loop(lease.driver_connection)
+                if owner is None or owner is loop:
+                    return lease
+                if not owner.is_closed():
+                    self._drop(lease)  # not ours to use, nor to give back from this thread
+                    raise StoreError(
+                        "this store's engine is in use on another event loop (thread); an AsyncEngine's "
+                        "connections belong to one event loop: give each loop its own store "
+                        "(SQLStore.with_url per loop), or create the engine with poolclass=NullPool"
+                    )
+                # made on an event loop that has ended (start-up code, say): unusable here
+                self._drop(lease)
+        finally:
+            self.waiting[loop] -= 1
+
+    async def _give_back(self, lease: PoolProxiedConnection) -> None:
+        loop = asyncio.get_running_loop()
+        if self.keep and not self.waiting.get(loop):
+            idle = self.idle.setdefault(loop, [])
+            if len(idle) < self.keep:
+                idle.append(lease)
+                return
+        if not self._checkin_now(lease):
+            # the pool will close it (an I/O): in a task of its own, so that no cancellation cuts it
+            await asyncio.shield(self._in_background(greenlet_spawn(_checkin_clean, lease)))
+
+    def _in_background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(work)
         self.closing.add(task)
         task.add_done_callback(self.closing.discard)
+        return task
 
-    def _hand_on(self, lease: PoolProxiedConnection | None) -> None:
-        """Pass a connection, or the slot of one that is gone (``None``), to the next waiter."""
-        if lease is not None:
-            self._release(lease)
-        elif not self._give_to_waiter(None):
-            self.count -= 1
+    def _drop(self, lease: PoolProxiedConnection) -> None:
+        """Take ``lease`` out of the pool (which makes a new connection in its place when needed)
+        and close it, without awaiting anything: nothing can interrupt this."""
+        driver_connection = lease.driver_connection
+        lease.detach()
+        closing = _dialects.close_unpooled(driver_connection)
+        if closing is not None:
+            self._in_background(closing)
 
-    def _give_to_waiter(self, lease: PoolProxiedConnection | None) -> bool:
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(lease)
-                return True
-        return False
+    def _checkin_now(self, lease: PoolProxiedConnection) -> bool:
+        """Check ``lease`` in synchronously when the pool keeps it (no I/O); whether it did."""
+        pool = self.pool
+        if not isinstance(pool, QueuePool) or pool.checkedin() >= pool.size():
+            return False
+        if getattr(pool, "_reset_on_return", None) is reset_commit:
+            return False  # the pool would commit on the way in: an I/O
+        _checkin_clean(lease)
+        return True
 
-    async def _discard(self, lease: PoolProxiedConnection, error: BaseException) -> bool:
-        """After any error the connection's state is unknown: invalidate it. After a disconnect
-        also the idle ones and the pool's connections of the same age (a server restart kills
-        them all). Return whether the statement may run once more on a new connection."""
-        failed = isinstance(error, Exception)  # not a cancellation
-        disconnect = failed and _dialects.is_disconnect(error, lease.driver_connection)
-        idle: list[PoolProxiedConnection] = []
+    def _discard(self, lease: PoolProxiedConnection, error: BaseException, disconnect: bool) -> None:
+        """After an error or a cancellation the connection's state is unknown: invalidate it (the
+        driver's connection is closed at once, without I/O). After a disconnect also this loop's idle
+        connections, and the pool's connections of the same age (a server restart kills them all)."""
         if disconnect:
-            _invalidate_pool(self.engine.sync_engine.pool, lease, error)
-            idle, self.idle = self.idle, []
-            self.count -= len(idle)
-        retryable = disconnect or (failed and _dialects.is_rolled_back(error))
-        for stale in (lease, *idle):
-            with contextlib.suppress(Exception):
-                await greenlet_spawn(stale.invalidate, error if isinstance(error, Exception) else None)
-        self._hand_on(None)
-        return retryable
+            # what SQLAlchemy does on a disconnect: connections as old as this one are replaced
+            invalidate_older = getattr(self.pool, "_invalidate", None)
+            if invalidate_older is not None:
+                invalidate_older(lease, error, _checkin=False)
+            stale = self.idle.pop(asyncio.get_running_loop(), [])
+        else:
+            stale = []
+        for connection in (lease, *stale):
+            self._drop(connection)
 
-    async def _rebind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """First call on a new event loop: connections of the old one are unusable here."""
-        if self.loop is not None:
-            self.idle = []
-            self.waiters.clear()
-            self.count = 0
-            await self.engine.dispose(close=False)
-        self.loop = loop
+    def _drop_dead_loops(self) -> None:
+        for loop in [loop for loop in self.idle if loop.is_closed()]:
+            for lease in self.idle.pop(loop):
+                self._drop(lease)
+            self.waiting.pop(loop, None)
+
+    async def close(self) -> None:
+        """Give back the connections this event loop holds; dispose an engine the store created
+        (it stays usable: the pool makes new connections on the next call)."""
+        loop = asyncio.get_running_loop()
+        for lease in self.idle.pop(loop, []):
+            if not self._checkin_now(lease):
+                self._drop(lease)
+        self._drop_dead_loops()
+        if self.closing:
+            await asyncio.gather(*self.closing, return_exceptions=True)
+        if self.owned:
+            other_loops = any(self.idle.values())
+            # connections made on another event loop cannot be closed from this one
+            await self.engine.dispose(close=not other_loops)
+
+
+def _checkin_clean(lease: PoolProxiedConnection) -> None:
+    """Check in a connection whose transaction the store has already ended (nothing to roll back)."""
+    # SQLAlchemy's own Connection checks in this way after it has ended the transaction itself
+    lease._close_special(transaction_reset=True)

@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
 
 from . import _dialects
-from ._execution import CoreExecutor, Executor, NativeExecutor, Statement, StoreError, TableMissingError
+from ._execution import Executor, Statement
 from ._keys import decode_namespace, encode_namespace, key_digest, namespace_range
+from .errors import StoreError, TableMissingError
 from .schema import DEFAULT_TABLE_NAME, store_table
 
 if TYPE_CHECKING:
@@ -177,20 +178,17 @@ class _Shared:
         return rows[0][0] if rows else None
 
 
-def _owned_executor(engine: AsyncEngine, options: Mapping[str, Any]) -> Executor:
-    """The fast path when the driver is known, keeping as many idle connections as the pool does."""
-    runner = _dialects.driver_runner(engine.dialect)
-    if runner is None:
-        return CoreExecutor(engine, "", owned=True)
+def _kept_connections(engine: AsyncEngine, options: Mapping[str, Any]) -> int:
+    """How many checked-out connections a store that owns ``engine`` keeps between calls, per event
+    loop: one fewer than the pool keeps (one stays for other users of the engine, such as the
+    migrations), and none when the pool pings or recycles connections on checkout."""
     pool = engine.sync_engine.pool
-    # idle connections are only kept when the pool would keep them unchecked too
-    plain_queue = isinstance(pool, QueuePool) and not {"pool_pre_ping", "pool_recycle"} & options.keys()
-    size = pool.size() if isinstance(pool, QueuePool) else 0
-    overflow = int(options.get("max_overflow", 10))
-    limit = size + overflow if plain_queue and overflow >= 0 else 1_000_000
-    # keep one connection of the pool free for other users of the engine (migrations, the CLI)
-    idle_cap = min(size, limit - 1) if plain_queue else 0
-    return NativeExecutor(engine, "", runner, idle_cap=idle_cap, limit=limit)
+    if not isinstance(pool, QueuePool) or options.get("pool_pre_ping"):
+        return 0
+    recycle = options.get("pool_recycle")
+    if recycle is not None and recycle > -1:
+        return 0
+    return max(pool.size() - 1, 0)
 
 
 class SQLStore(NamespacedStore):
@@ -244,7 +242,7 @@ class SQLStore(NamespacedStore):
         path = () if namespace is None else (namespace,)
         owner = executor is not None
         if executor is None:
-            executor = CoreExecutor(engine, table.name)
+            executor = Executor(engine, owned=False)
         executor.table = table.name
         self._shared = _Shared(engine, table, clock, max_value_size, executor)
         self._set_path(path, owner=owner)
@@ -283,7 +281,7 @@ class SQLStore(NamespacedStore):
         try:
             _dialects.configure_owned_engine(engine)
             store = cls.__new__(cls)
-            executor = _owned_executor(engine, options)
+            executor = Executor(engine, owned=True, keep=_kept_connections(engine, options))
             store._init(engine, table_name, namespace, clock, max_value_size, executor)
         except BaseException:
             engine.sync_engine.dispose(close=False)
@@ -465,6 +463,14 @@ class SQLStore(NamespacedStore):
 
     # -- life cycle -------------------------------------------------------------------------
 
+    async def close(self) -> None:
+        """Give back the connections this store holds on this event loop; if the store created its
+        engine (``with_url``), also close the engine's pooled connections. The store stays usable:
+        the next call opens new connections. A store on the caller's engine holds none between calls,
+        and a child namespace leaves this to its parent."""
+        if self._owner:
+            await self._shared.executor.close()
+
     async def __aenter__(self) -> Self:  # type: ignore[override]
         return self
 
@@ -474,6 +480,5 @@ class SQLStore(NamespacedStore):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        """Dispose the engine if this store created it (``with_url``); it can be used again after."""
-        if self._owner:
-            await self._shared.executor.close()
+        """``close()`` the store; it can be used again after."""
+        await self.close()

@@ -7,10 +7,13 @@ Server URLs come from ``SQLSESSION_TEST_POSTGRES_URL`` and ``SQLSESSION_TEST_MYS
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import socket
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlsession import SQLStore
 from sqlsession._dialects import async_url
+
+from ._servers import private_postgres  # noqa: F401  (registers the fixture)
 
 POSTGRES_URL = os.environ.get("SQLSESSION_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("SQLSESSION_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
@@ -137,3 +142,36 @@ async def store(make_store: Callable[..., SQLStore]) -> AsyncIterator[SQLStore]:
     finally:
         await drop_table(store)
         await store.__aexit__(None, None, None)
+
+
+# -- a run that leaks fails: connections left to the garbage collector, pending tasks destroyed ------
+
+_LEAK_SIGNS = ("non-checked-in connection", "Task was destroyed but it is pending")
+_leaks: list[str] = []
+
+
+class _LeakLog(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if any(sign in message for sign in _LEAK_SIGNS):
+            _leaks.append(message[:300])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    logging.getLogger("asyncio").addHandler(_LeakLog())
+
+
+def pytest_warning_recorded(warning_message: warnings.WarningMessage, nodeid: str) -> None:
+    message = str(warning_message.message)
+    if any(sign in message for sign in _LEAK_SIGNS):
+        _leaks.append(f"{nodeid or 'outside a test'}: {message[:300]}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    _leaks.extend(str(w.message)[:300] for w in caught if any(s in str(w.message) for s in _LEAK_SIGNS))
+    if _leaks:
+        print(f"\n{len(_leaks)} leaked connection(s) or destroyed pending task(s):", *_leaks, sep="\n  ")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -9,11 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import multiprocessing
-import os
 import random
-import shutil
-import subprocess
-import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,14 +19,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, event, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from sqlsession import SQLStore, StoreError, TableMissingError
 
+from ._servers import PrivatePostgres
 from ._support import borrowed_or_owned, close_store, within
-from .conftest import Clock, create_table, dialect_url, drop_table, unique_table
+from .conftest import Clock, create_table, drop_table, unique_table
 
 # -- concurrency ----------------------------------------------------------------------------------
 
@@ -268,52 +264,6 @@ async def test_four_processes_writing_one_sqlite_file_lose_nothing(tmp_path: Pat
 # -- faults -----------------------------------------------------------------------------------------
 
 
-def _pg_cluster() -> tuple[str, str] | None:
-    """``(version, name)`` of the local cluster the test server runs on, if this process may
-    restart it (root or postgres, with Debian's ``pg_ctlcluster``)."""
-    if shutil.which("pg_ctlcluster") is None or shutil.which("pg_isready") is None:
-        return None
-    if os.geteuid() != 0 and os.environ.get("USER") != "postgres":
-        return None
-    try:
-        versions = os.listdir("/etc/postgresql")
-    except OSError:
-        return None
-    return (versions[0], "main") if len(versions) == 1 else None
-
-
-def _pg_ready(host: str, port: int) -> bool:
-    probe = ["pg_isready", "-q", "-h", host, "-p", str(port)]
-    return subprocess.run(probe, check=False, timeout=10).returncode == 0
-
-
-def _pg_ctl(cluster: tuple[str, str], action: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", *cluster, action],
-        check=False,
-        timeout=60,
-        capture_output=True,
-        text=True,
-    )
-
-
-def _pg_stop(cluster: tuple[str, str], host: str, port: int) -> None:
-    done = _pg_ctl(cluster, "stop")
-    assert done.returncode == 0, f"pg_ctlcluster stop failed: {done.stderr}"
-    assert not _pg_ready(host, port)
-
-
-def _pg_ensure_running(cluster: tuple[str, str], host: str, port: int) -> None:
-    """Start the cluster if it is down and wait until it accepts connections (at most 60 s)."""
-    for attempt in range(600):
-        if _pg_ready(host, port):
-            return
-        if attempt % 100 == 0:
-            _pg_ctl(cluster, "start")
-        time.sleep(0.1)
-    raise AssertionError(f"PostgreSQL at {host}:{port} did not come back")
-
-
 async def _eventually(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
     """Wait (yielding to the load tasks) until ``condition`` holds."""
     for _ in range(int(seconds * 100)):
@@ -366,19 +316,15 @@ class _LoadThroughOutage:
 
 @within(120)
 async def test_postgres_restart_fails_clearly_then_recovers_without_losing_confirmed_writes(
-    tmp_path: Path,
+    private_postgres: PrivatePostgres,
 ) -> None:
     # one restart covers asyncpg and psycopg, owned and borrowed engines: "busy" stores run a load
-    # loop through it, "idle" stores sit on pooled connections that the restart kills
-    base = dialect_url("asyncpg", tmp_path)
-    host, port = make_url(base).host or "127.0.0.1", make_url(base).port or 5432
-    cluster = _pg_cluster()
-    if cluster is None or host not in ("127.0.0.1", "localhost"):
-        pytest.skip("needs the local PostgreSQL cluster and the right to restart it with pg_ctlcluster")
+    # loop through it, "idle" stores sit on pooled connections that the restart kills. The server
+    # is a private one (tests/_servers.py), never the machine's own that everything else uses
     table = unique_table()
     stores: dict[str, SQLStore] = {}
     for driver in ("asyncpg", "psycopg"):
-        url = make_url(base).set(drivername=f"postgresql+{driver}").render_as_string(hide_password=False)
+        url = private_postgres.url(driver)
         for role in ("busy", "idle"):
             stores[f"{driver}-owned-{role}"] = SQLStore.with_url(url, table_name=table)
             stores[f"{driver}-borrowed-{role}"] = SQLStore(create_async_engine(url), table_name=table)
@@ -396,7 +342,8 @@ async def test_postgres_restart_fails_clearly_then_recovers_without_losing_confi
             await _eventually(lambda: all(load.writes(name) >= 20 for name in busy), "writes before")
             before = {name: dict(load.confirmed[name]) for name in busy}
             try:
-                await asyncio.to_thread(_pg_stop, cluster, host, port)
+                await asyncio.to_thread(private_postgres.stop)  # fast shutdown: sessions killed
+                assert not private_postgres.ready()
                 # during the outage: clear errors, from every store and operation
                 for name, store in busy.items():
                     calls: list[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]] = [
@@ -411,7 +358,7 @@ async def test_postgres_restart_fails_clearly_then_recovers_without_losing_confi
                 await _eventually(lambda: all(load.failures[name] for name in busy), "the loops to fail")
             finally:
                 # whatever happened, the server runs again before anything else
-                await asyncio.to_thread(_pg_ensure_running, cluster, host, port)
+                await asyncio.to_thread(private_postgres.start)  # same port, same data
             failures_during = {name: len(load.failures[name]) for name in busy}
 
             # after: the idle stores' first calls succeed on fresh connections, transparently
@@ -656,6 +603,10 @@ class _FailFirst:
         if self._due():
             await self.runner.rowcount(conn, self.failing_sql, ())
         return await self.runner.rowcount(conn, sql, args)
+
+    async def finish(self, conn: Any) -> None:
+        assert self.runner is not None
+        await self.runner.finish(conn)
 
 
 def _server_error_sql(store: SQLStore, kind: str) -> str:

@@ -1,0 +1,257 @@
+"""A private, throwaway PostgreSQL server for the tests that stop or restart one.
+
+A test that takes a server down must never touch the machine's own cluster (127.0.0.1:5432): the
+other tests, other projects and the developer use it. ``PrivatePostgres`` runs the installed
+binaries (the highest ``/usr/lib/postgresql/<version>/bin``) on a temporary data directory and a
+free port of 127.0.0.1, with trust authentication and ``fsync=off``. PostgreSQL refuses to run as
+root: as root, its commands run as an unprivileged OS user (``postgres``, else ``nobody``) who owns
+the temporary directory. The ``private_postgres`` fixture gives a test a running one and removes it
+afterwards, whatever the outcome; an ``atexit`` handler stops any left over as a last resort.
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import os
+import pwd
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BINARIES = "/usr/lib/postgresql/*/bin"
+USERS = ("postgres", "nobody")  # who runs the server when the tests run as root
+NEEDED = ("initdb", "pg_ctl", "pg_isready")
+MODES = ("smart", "fast", "immediate")
+
+
+class ServerUnavailable(Exception):
+    """This machine cannot run a private PostgreSQL (no binaries, no unprivileged user)."""
+
+
+def _version(bin_dir: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in Path(bin_dir).parent.name.split("."))
+    except ValueError:
+        return (-1,)
+
+
+def find_binaries() -> Path:
+    """The ``bin`` directory of the highest installed PostgreSQL version that has what is needed."""
+    found = [d for d in glob.glob(BINARIES) if all(os.access(Path(d, n), os.X_OK) for n in NEEDED)]
+    if found:
+        return Path(max(found, key=_version))
+    initdb = shutil.which("initdb")  # not Debian's layout: the binaries on PATH
+    if initdb and all(os.access(Path(initdb).parent / n, os.X_OK) for n in NEEDED):
+        return Path(initdb).parent
+    raise ServerUnavailable(f"no PostgreSQL binaries ({', '.join(NEEDED)}) under {BINARIES} or on PATH")
+
+
+def _server_user() -> pwd.struct_passwd | None:
+    """The unprivileged account to run the server as; ``None``: as this process (not root)."""
+    if os.geteuid() != 0:
+        return None
+    for name in USERS:
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise ServerUnavailable(f"running as root and none of the users {USERS} exists to run PostgreSQL")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own: ``start()``, ``stop(mode)``, ``start()`` again (same
+    port, same data), ``url(driver)``, and ``close()`` to stop it and remove its directory.
+
+    The database is created on the first ``start()``; superuser ``postgres``, no password.
+    """
+
+    def __init__(self) -> None:
+        self.bin_dir = find_binaries()
+        self.user = _server_user()
+        self.root = Path(tempfile.mkdtemp(prefix="sqlsession-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+        self.port: int | None = None
+        _alive.add(self)
+        if self.user is not None:
+            os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
+
+    def __repr__(self) -> str:
+        return f"PrivatePostgres(port={self.port}, root={self.root})"
+
+    def url(self, driver: str = "asyncpg", database: str = "postgres") -> str:
+        """E.g. ``postgresql+asyncpg://postgres@127.0.0.1:<port>/postgres``."""
+        assert self.port is not None, "start() the server first"
+        return f"postgresql+{driver}://postgres@127.0.0.1:{self.port}/{database}"
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    def _run(self, program: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        """Run one of the PostgreSQL programs, as the unprivileged user when this process is root."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}  # no PGDATA, PGPORT...
+        env.update(HOME=str(self.root), LC_ALL="C")
+        as_user: dict[str, Any] = {}
+        if self.user is not None:
+            as_user = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
+        return subprocess.run(
+            [str(self.bin_dir / program), *args],
+            cwd=self.root,  # root's working directory may be closed to that user
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            **as_user,
+        )
+
+    def _log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no server log)"
+
+    def _fail(self, what: str, result: subprocess.CompletedProcess[str] | None = None) -> AssertionError:
+        output = f"\n{result.stdout}{result.stderr}" if result is not None else ""
+        return AssertionError(f"private PostgreSQL ({self.root}): {what}{output}\nlog:\n{self._log_tail()}")
+
+    def running(self) -> bool:
+        """Whether the server process runs (``pg_ctl status``), ready for connections or not."""
+        return self.data.is_dir() and self._run("pg_ctl", "status", "-D", str(self.data)).returncode == 0
+
+    def ready(self) -> bool:
+        """Whether it accepts connections on its TCP port."""
+        if self.port is None:
+            return False
+        probe = ("-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres", "-t", "3")
+        return self._run("pg_isready", *probe, timeout=10).returncode == 0
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the server (creating the database the first time) and wait until it accepts
+        connections; after a ``stop()``, on the same port and data directory. Running: a no-op."""
+        deadline = time.monotonic() + timeout
+        if not self.data.is_dir():
+            result = self._run(
+                "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-locale",
+                "--no-sync",
+            )  # fmt: skip
+            if result.returncode != 0:
+                raise self._fail("initdb failed", result)
+        if not self.running():
+            first = self.port is None
+            for _attempt in range(3 if first else 1):
+                if first:  # a free port; taken again by someone in between: another one
+                    self.port = _free_port()
+                result = self._pg_ctl_start(timeout)
+                if result.returncode == 0:
+                    break
+                if not (first and "could not bind" in self._log_tail()):
+                    raise self._fail(f"pg_ctl start failed on port {self.port}", result)
+            else:
+                raise self._fail("no free port to start on")
+        while not self.ready():
+            if not self.running():
+                raise self._fail("the server exited while starting")
+            if time.monotonic() > deadline:
+                raise self._fail(f"not ready on port {self.port} after {timeout} s")
+            time.sleep(0.05)
+
+    def _pg_ctl_start(self, timeout: float) -> subprocess.CompletedProcess[str]:
+        options = [
+            f"-p {self.port}",
+            "-c listen_addresses=127.0.0.1",
+            f"-c unix_socket_directories={shlex.quote(str(self.root))}",  # not /var/run/postgresql
+            "-c fsync=off",  # a throwaway server: no need to survive a power cut
+        ]
+        return self._run(
+            "pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(int(timeout)),
+            "-o", " ".join(options),
+            timeout=timeout + 30,
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``pg_ctl stop -m mode``) and make sure its port is closed."""
+        assert mode in MODES, f"mode is one of {MODES}"
+        result = self._run("pg_ctl", "stop", "-D", str(self.data), "-m", mode, "-w", "-t", "60")
+        if result.returncode != 0:
+            raise self._fail(f"pg_ctl stop -m {mode} failed", result)
+        if self.ready():
+            raise self._fail(f"still accepting connections on port {self.port} after stop")
+
+    def restart(self, mode: str = "fast") -> None:
+        self.stop(mode)
+        self.start()
+
+    def close(self) -> None:
+        """Stop the server if it runs, however it can be, and remove its directory. Idempotent."""
+        _alive.discard(self)
+        try:
+            if self.running():
+                stop = ("stop", "-D", str(self.data), "-m", "immediate", "-w", "-t", "30")
+                if self._run("pg_ctl", *stop).returncode != 0:
+                    self._kill()
+        except (OSError, subprocess.SubprocessError):
+            self._kill()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def _kill(self) -> None:
+        """The last resort: SIGKILL the postmaster named in ``postmaster.pid`` (its children exit
+        when it dies)."""
+        try:
+            pid = int((self.data / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            pass
+
+    def __enter__(self) -> PrivatePostgres:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+_alive: set[PrivatePostgres] = set()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Servers a test run left behind (interrupted before its finalizers ran): stop and remove."""
+    for server in list(_alive):
+        server.close()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A running private PostgreSQL for this test alone, free to stop and restart; removed after
+    the test whatever its outcome. No binaries: skipped, or failed with
+    ``SQLSESSION_REQUIRE_ALL_DIALECTS=1``."""
+    try:
+        server = PrivatePostgres()
+    except ServerUnavailable as reason:
+        if os.environ.get("SQLSESSION_REQUIRE_ALL_DIALECTS") == "1":
+            pytest.fail(f"SQLSESSION_REQUIRE_ALL_DIALECTS=1 but cannot run a private PostgreSQL: {reason}")
+        pytest.skip(f"cannot run a private PostgreSQL: {reason}")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()

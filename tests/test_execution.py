@@ -1,0 +1,340 @@
+"""The execution layer between the store and SQLAlchemy's pool: one path for every engine.
+
+One regression test per finding of the issue "One execution path": cancellation never loses a
+connection, an engine first used on another event loop works, two loops at once never hang,
+``pool_timeout`` is honoured, closing leaves nothing open, pool options are read by value, and
+SQLAlchemy's events and ``echo`` see every statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import threading
+import uuid
+import warnings
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from sqlsession import SQLStore, StoreError
+from sqlsession._dialects import async_url
+from sqlsession._keys import encode_namespace, key_digest
+
+from .conftest import create_table, drop_table, unique_table
+
+
+def _store(url: str, engine_mode: str, table: str, **engine_options: Any) -> SQLStore:
+    if engine_mode == "owned":
+        return SQLStore.with_url(url, table_name=table, engine_options=engine_options)
+    return SQLStore(create_async_engine(async_url(url), **engine_options), table_name=table)
+
+
+async def _close(store: SQLStore, engine_mode: str) -> None:
+    await store.close()
+    if engine_mode == "borrowed":
+        await store.engine.dispose()
+
+
+@pytest.fixture
+async def small_pool_store(url: str, engine_mode: str) -> AsyncIterator[SQLStore]:
+    """A store on a pool of three connections and no overflow, with a table of its own."""
+    store = _store(url, engine_mode, unique_table(), pool_size=3, max_overflow=0, pool_timeout=5)
+    await create_table(store)
+    try:
+        yield store
+    finally:
+        await drop_table(store)
+        await _close(store, engine_mode)
+
+
+# -- 1. cancellation never loses a connection -------------------------------------------------------
+
+
+async def test_timeouts_in_anyio_cancel_scopes_never_lose_a_pool_slot(small_pool_store: SQLStore) -> None:
+    store = small_pool_store
+    await store.set("k", b"v", expires_in=100)
+    timed_out = 0
+    for i in range(200):
+        # cancel scopes cancel every await inside them again, cleanup included
+        with anyio.move_on_after((i % 40) * 0.0001) as scope:
+            await asyncio.gather(
+                store.get("k", renew_for=100), store.set(f"k{i % 5}", b"x"), store.exists("k")
+            )
+        timed_out += scope.cancelled_caught
+    assert timed_out > 0
+    with anyio.fail_after(20):  # a lost slot makes these wait forever on a 3-connection pool
+        assert await asyncio.gather(*(store.get("k") for _ in range(12))) == [b"v"] * 12
+    pool = store.engine.sync_engine.pool
+    await store.close()
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_cancelling_a_call_twice_never_loses_a_pool_slot(small_pool_store: SQLStore) -> None:
+    store = small_pool_store
+    await store.set("k", b"v")
+    for i in range(60):
+        task = asyncio.ensure_future(store.get("k", renew_for=50))
+        for _ in range(i % 6):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.sleep(0)
+        task.cancel()  # asyncio's double cancel lands in the cleanup
+        with contextlib.suppress(asyncio.CancelledError, StoreError):
+            await task
+    with anyio.fail_after(20):
+        assert await asyncio.gather(*(store.get("k") for _ in range(12))) == [b"v"] * 12
+    pool = store.engine.sync_engine.pool
+    await store.close()
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+# -- 2. and 3. event loops ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
+def test_engine_first_used_on_another_loop_works_on_the_apps_loop(url: str, engine_mode: str) -> None:
+    store = _store(url, engine_mode, unique_table())
+
+    async def start_up() -> None:  # the usual pattern: create the table in a loop of its own
+        await create_table(store)
+        async with store.engine.begin() as conn:
+            await conn.execute(store.table.insert(), [_raw_row(store, "before", b"b")])
+
+    async def serve() -> list[bytes | None]:
+        try:
+            await store.set("k", b"v")
+            got = [await store.get("before"), await store.get("k")]
+            await drop_table(store)
+            return got
+        finally:
+            await store.close()
+
+    asyncio.run(start_up())
+    assert asyncio.run(serve()) == [b"b", b"v"]
+
+
+def _raw_row(store: SQLStore, key: str, value: bytes) -> dict[str, Any]:
+    return {"namespace": encode_namespace(store.namespace_path), "key_hash": key_digest(key), "value": value}
+
+
+@pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
+def test_two_event_loops_at_once_never_hang(url: str, engine_mode: str) -> None:
+    store = _store(url, engine_mode, unique_table(), pool_size=2, max_overflow=0, pool_timeout=5)
+    asyncio.run(create_table(store))
+    outcomes: dict[str, list[str]] = {"a": [], "b": []}
+
+    async def work(name: str) -> None:
+        for i in range(40):
+            try:
+                with anyio.fail_after(15):
+                    await store.set(f"{name}{i}", b"v")
+                    assert await store.get(f"{name}{i}") == b"v"
+                outcomes[name].append("ok")
+            except StoreError as error:  # allowed: a clear error at once
+                assert "event loop" in str(error)
+                outcomes[name].append("error")
+        await store.close()
+
+    threads = [threading.Thread(target=asyncio.run, args=(work(name),)) for name in outcomes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), "a loop hung"
+    assert len(outcomes["a"]) == len(outcomes["b"]) == 40
+    assert "ok" in outcomes["a"] + outcomes["b"]
+
+    async def finish() -> None:
+        await drop_table(store)
+        await store.close()
+
+    asyncio.run(finish())
+
+
+# -- 4. pool_timeout -----------------------------------------------------------------------------------
+
+
+async def _lock_table(url: str, table: str) -> tuple[AsyncEngine, Any]:
+    """Another connection that holds a write lock on ``table`` until it is rolled back."""
+    engine = create_async_engine(async_url(url))
+    conn = await engine.connect()
+    name = engine.dialect.name
+    if name == "sqlite":
+        await conn.exec_driver_sql("BEGIN EXCLUSIVE")
+    elif name == "postgresql":
+        await conn.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+    else:
+        await conn.exec_driver_sql(f"LOCK TABLES {table} WRITE")
+    return engine, conn
+
+
+async def test_pool_timeout_is_honoured(url: str, engine_mode: str) -> None:
+    table = unique_table()
+    store = _store(url, engine_mode, table, pool_size=1, max_overflow=0, pool_timeout=1)
+    await create_table(store)
+    try:
+        lock_engine, lock = await _lock_table(url, table)
+        try:
+            blocked = asyncio.ensure_future(store.set("a", b"1"))  # takes the only connection, waits
+            await asyncio.sleep(0.3)
+            with anyio.fail_after(6):  # SQLAlchemy's pool gives up after pool_timeout=1 s
+                with pytest.raises(StoreError, match="pool_timeout"):
+                    await store.set("b", b"2")
+        finally:
+            if lock_engine.dialect.name in ("mysql", "mariadb"):
+                await lock.exec_driver_sql("UNLOCK TABLES")
+            await lock.rollback()
+            await lock.close()
+            await lock_engine.dispose()
+        with anyio.fail_after(20):
+            await blocked
+        assert await store.get("a") == b"1"
+    finally:
+        await drop_table(store)
+        await _close(store, engine_mode)
+
+
+# -- 5. closing leaves nothing open -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
+async def test_close_leaves_no_connection_checked_out_nor_for_the_garbage_collector(
+    url: str, engine_mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    table = unique_table()
+    store = _store(url, engine_mode, table, pool_size=4, max_overflow=4)
+    await create_table(store)
+    pool = store.engine.sync_engine.pool
+    await asyncio.gather(*(store.set(f"k{i}", b"v") for i in range(24)))
+    await asyncio.gather(*(store.get(f"k{i}", renew_for=10) for i in range(24)))
+    await drop_table(store)
+    await store.close()
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert not [w for w in caught if "non-checked-in" in str(w.message)]
+    assert "non-checked-in" not in caplog.text
+
+
+@pytest.mark.parametrize("dialect", ["asyncpg", "psycopg"], indirect=True)
+@pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
+async def test_close_leaves_no_server_connection_open(url: str, dialect: str, engine_mode: str) -> None:
+    name = f"sqlsession-{uuid.uuid4().hex[:12]}"
+    connect_args = (
+        {"server_settings": {"application_name": name}}
+        if dialect == "asyncpg"
+        else {"application_name": name}
+    )
+    table = unique_table()
+    store = SQLStore.with_url(
+        url, table_name=table, engine_options={"pool_size": 4, "connect_args": connect_args}
+    )
+    await create_table(store)
+    await asyncio.gather(*(store.set(f"k{i}", b"v") for i in range(24)))
+    await drop_table(store)
+    await store.close()
+    observer = create_async_engine(async_url(url))
+    try:
+        async with observer.connect() as conn:
+            count = (
+                await conn.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n"), {"n": name}
+                )
+            ).scalar_one()
+    finally:
+        await observer.dispose()
+    assert count == 0
+
+
+# -- 6. pool options are read by value ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
+async def test_falsy_pool_options_behave_like_the_defaults(url: str, engine_mode: str) -> None:
+    async def checkouts(**options: Any) -> int:
+        store = _store(url, engine_mode, unique_table(), **options)
+        count = 0
+
+        def on_checkout(*_: Any) -> None:
+            nonlocal count
+            count += 1
+
+        await create_table(store)
+        event.listen(store.engine.sync_engine, "checkout", on_checkout)
+        try:
+            for i in range(20):
+                await store.set(f"k{i}", b"v")
+        finally:
+            event.remove(store.engine.sync_engine, "checkout", on_checkout)
+            await drop_table(store)
+            await store.close()
+        return count
+
+    assert await checkouts(pool_pre_ping=False, pool_recycle=-1) == await checkouts()
+
+
+# -- 7. SQLAlchemy sees every statement ----------------------------------------------------------------
+
+
+async def test_cursor_execute_listeners_see_every_statement(url: str, engine_mode: str) -> None:
+    store = _store(url, engine_mode, unique_table())
+    await create_table(store)
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", before)
+    try:
+        await store.set("k", b"v", expires_in=100)
+        assert await store.get("k", renew_for=100) == b"v"
+        await store.delete("k")
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", before)
+        await drop_table(store)
+        await _close(store, engine_mode)
+    assert [s.split()[0].upper() for s in seen if s.split()[0].upper() != "SELECT"][:1] == ["INSERT"]
+    assert any(s.lstrip().upper().startswith("DELETE") for s in seen)
+    assert len(seen) >= 3
+
+
+@pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
+async def test_echo_logs_every_statement(
+    url: str, engine_mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _store(url, engine_mode, unique_table(), echo=True)
+    await create_table(store)
+    try:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"):
+            await store.set("k", b"v")
+            await store.delete("k")
+    finally:
+        await drop_table(store)
+        await _close(store, engine_mode)
+    messages = [record.getMessage().lstrip().upper() for record in caplog.records]
+    assert any(m.startswith("INSERT") for m in messages)
+    assert any(m.startswith("DELETE") for m in messages)
+
+
+# -- sanity: the public close() -------------------------------------------------------------------------
+
+
+async def test_close_keeps_the_store_usable(url: str, engine_mode: str) -> None:
+    store = _store(url, engine_mode, unique_table())
+    await create_table(store)
+    try:
+        await store.set("k", b"v")
+        await store.close()
+        assert await store.get("k") == b"v"
+    finally:
+        await drop_table(store)
+        await _close(store, engine_mode)
