@@ -153,11 +153,31 @@ async def open_sqlsession(
 
     async def close() -> None:
         try:
-            await store.__aexit__(None, None, None)
+            await store.close()
         finally:
             await _drop_metadata(url, metadata)
 
     return store, close
+
+
+async def _open_sqlsession_engine(dialect: str, settings: Settings) -> Contender:
+    """``SQLStore(engine)`` on an engine the application made as it usually does: SQLAlchemy's
+    defaults (``pool_size=5, max_overflow=10``, no autocommit)."""
+    url = dialect_url(dialect, _sqlite_file(settings, dialect, "sqlsession-engine"))
+    table = _table("sqlsession_engine", url)
+    metadata = await _create_store_table(url, table)
+    engine = create_async_engine(url)
+    if dialect == "sqlite":
+        _sqlite_pragmas(engine)
+    store = SQLStore(engine, table_name=table)
+
+    async def close() -> None:
+        try:
+            await engine.dispose()
+        finally:
+            await _drop_metadata(url, metadata)
+
+    return Contender("sqlsession-engine", store, close, "SQLStore(create_async_engine(url))")
 
 
 def store_namespace(url: URL, table: str) -> bytes:
@@ -304,7 +324,7 @@ async def _open_advanced_alchemy(dialect: str, settings: Settings) -> Contender:
     # the documented way: a model of one's own on StoreModelMixin, its table created from it
     model = type(f"BenchStore_{table}", (StoreModelMixin,), {"__tablename__": table})
     _AA_MODELS[table] = model
-    engine = create_async_engine(url, pool_size=settings.pool_size, max_overflow=0)
+    engine = create_async_engine(url)
     if dialect == "sqlite":
         _sqlite_pragmas(engine)
     sa_table: Any = model.__table__
@@ -377,6 +397,7 @@ def _version(distribution: str) -> str:
 _OPENERS: dict[str, Callable[[str, Settings], Awaitable[Contender]]] = {
     "raw": _open_raw,
     "sqlsession": _open_sqlsession,
+    "sqlsession-engine": _open_sqlsession_engine,
     "sqlspec": _open_sqlspec,
     "advanced-alchemy": _open_advanced_alchemy,
     "FileStore": _open_file_store,

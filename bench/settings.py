@@ -31,6 +31,7 @@ ALL_DIALECTS: tuple[str, ...] = tuple(_SERVERS)
 ALL_CONTENDERS: tuple[str, ...] = (
     "raw",
     "sqlsession",
+    "sqlsession-engine",
     "sqlspec",
     "advanced-alchemy",
     "FileStore",

@@ -110,7 +110,7 @@ def _retryable(error: BaseException, driver_connection: Any) -> tuple[bool, bool
 class Executor:
     """Runs a store's statements on an engine's pool (see the module's docstring)."""
 
-    __slots__ = ("closing", "engine", "idle", "keep", "owned", "pool", "runner", "table", "waiting")
+    __slots__ = ("closing", "engine", "idle", "keep", "owned", "pool", "refill", "runner", "table", "waiting")
 
     def __init__(self, engine: AsyncEngine, *, owned: bool, keep: int = 0) -> None:
         self.engine = engine
@@ -123,6 +123,7 @@ class Executor:
         self.idle: dict[asyncio.AbstractEventLoop, list[PoolProxiedConnection]] = {}
         self.waiting: dict[asyncio.AbstractEventLoop, int] = {}  # our calls waiting for the pool
         self.closing: set[asyncio.Task[Any]] = set()
+        self.refill = 0  # pool slots emptied by _drop that a checkout will fill with a new connection
 
     # -- running statements ------------------------------------------------------------------------
 
@@ -216,7 +217,7 @@ class Executor:
         try:
             while True:
                 try:
-                    lease = await greenlet_spawn(self.pool.connect)
+                    lease = await self._connect()
                 except Exception as error:
                     raise _store_error(error, self.table, self.pool) from _driver_error(error)
                 owner = _dialects.connection_loop(lease.driver_connection)
@@ -233,6 +234,29 @@ class Executor:
                 self._drop(lease)
         finally:
             self.waiting[loop] -= 1
+
+    async def _connect(self) -> PoolProxiedConnection:
+        """Check a connection out of the pool. When that may take I/O (a new connection, a wait for
+        one, a pre-ping), it runs in a task of its own: a cancellation of the caller does not cut
+        a connection in half, and a connection that arrives after the caller left goes back."""
+        pool = self.pool
+        if self.refill:
+            self.refill -= 1  # a slot emptied by _drop: the connection is made again on checkout
+        elif isinstance(pool, QueuePool) and pool.checkedin() > 0 and not getattr(pool, "_pre_ping", True):
+            lease: PoolProxiedConnection = await greenlet_spawn(pool.connect)  # no I/O to cut
+            return lease
+        task = self._in_background(greenlet_spawn(pool.connect))
+        try:
+            return await asyncio.shield(task)
+        except BaseException:
+            task.add_done_callback(self._give_back_unwanted)
+            raise
+
+    def _give_back_unwanted(self, task: asyncio.Task[PoolProxiedConnection]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            lease = task.result()
+            if not self._checkin_now(lease):
+                self._drop(lease)
 
     async def _give_back(self, lease: PoolProxiedConnection) -> None:
         loop = asyncio.get_running_loop()
@@ -256,6 +280,7 @@ class Executor:
         and close it, without awaiting anything: nothing can interrupt this."""
         driver_connection = lease.driver_connection
         lease.detach()
+        self.refill += 1
         closing = _dialects.close_unpooled(driver_connection)
         if closing is not None:
             self._in_background(closing)
@@ -291,7 +316,7 @@ class Executor:
                 self._drop(lease)
             self.waiting.pop(loop, None)
 
-    async def close(self) -> None:
+    async def close(self, *, dispose: bool) -> None:
         """Give back the connections this event loop holds; dispose an engine the store created
         (it stays usable: the pool makes new connections on the next call)."""
         loop = asyncio.get_running_loop()
@@ -299,9 +324,9 @@ class Executor:
             if not self._checkin_now(lease):
                 self._drop(lease)
         self._drop_dead_loops()
-        if self.closing:
+        while self.closing:
             await asyncio.gather(*self.closing, return_exceptions=True)
-        if self.owned:
+        if dispose and self.owned:
             other_loops = any(self.idle.values())
             # connections made on another event loop cannot be closed from this one
             await self.engine.dispose(close=not other_loops)

@@ -99,7 +99,7 @@ def litestar_group() -> click.Group:
                 try:
                     return await command(store)
                 finally:
-                    await root.__aexit__(None, None, None)
+                    await root.close()
 
             try:
                 click.echo(asyncio.run(whole_table()))

@@ -161,7 +161,7 @@ class SQLStorePlugin(InitPlugin, CLIPlugin):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-            await self._store.__aexit__(None, None, None)
+            await self._store.close()
 
     async def _cleanup_loop(self, interval: float) -> None:
         """Delete expired entries every ``interval`` seconds +/- 50%; errors are logged, never raised.

@@ -466,10 +466,10 @@ class SQLStore(NamespacedStore):
     async def close(self) -> None:
         """Give back the connections this store holds on this event loop; if the store created its
         engine (``with_url``), also close the engine's pooled connections. The store stays usable:
-        the next call opens new connections. A store on the caller's engine holds none between calls,
-        and a child namespace leaves this to its parent."""
-        if self._owner:
-            await self._shared.executor.close()
+        the next call opens new connections. A store on the caller's engine holds none between calls
+        (this only waits for connections still being given back), and a child namespace leaves the
+        engine to its parent."""
+        await self._shared.executor.close(dispose=self._owner)
 
     async def __aenter__(self) -> Self:  # type: ignore[override]
         return self

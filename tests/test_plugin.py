@@ -188,7 +188,10 @@ async def test_background_cleanup_deletes_expired_entries(url: str, plugin_table
 
     async with plugin.lifespan():
         await _until(cleaned)
-    assert await sessions.get("live") == b"v"
+    try:
+        assert await sessions.get("live") == b"v"
+    finally:
+        await plugin.store.close()  # before this test's event loop ends
 
 
 async def test_cleanup_errors_are_logged_and_the_loop_carries_on(
