@@ -110,7 +110,7 @@ def _retryable(error: BaseException, driver_connection: Any) -> tuple[bool, bool
 class Executor:
     """Runs a store's statements on an engine's pool (see the module's docstring)."""
 
-    __slots__ = ("closing", "engine", "idle", "keep", "owned", "pool", "refill", "runner", "table", "waiting")
+    __slots__ = ("closing", "engine", "idle", "keep", "owned", "pool", "runner", "table", "waiting")
 
     def __init__(self, engine: AsyncEngine, *, owned: bool, keep: int = 0) -> None:
         self.engine = engine
@@ -123,7 +123,6 @@ class Executor:
         self.idle: dict[asyncio.AbstractEventLoop, list[PoolProxiedConnection]] = {}
         self.waiting: dict[asyncio.AbstractEventLoop, int] = {}  # our calls waiting for the pool
         self.closing: set[asyncio.Task[Any]] = set()
-        self.refill = 0  # pool slots emptied by _drop that a checkout will fill with a new connection
 
     # -- running statements ------------------------------------------------------------------------
 
@@ -236,16 +235,10 @@ class Executor:
             self.waiting[loop] -= 1
 
     async def _connect(self) -> PoolProxiedConnection:
-        """Check a connection out of the pool. When that may take I/O (a new connection, a wait for
-        one, a pre-ping), it runs in a task of its own: a cancellation of the caller does not cut
-        a connection in half, and a connection that arrives after the caller left goes back."""
-        pool = self.pool
-        if self.refill:
-            self.refill -= 1  # a slot emptied by _drop: the connection is made again on checkout
-        elif isinstance(pool, QueuePool) and pool.checkedin() > 0 and not getattr(pool, "_pre_ping", True):
-            lease: PoolProxiedConnection = await greenlet_spawn(pool.connect)  # no I/O to cut
-            return lease
-        task = self._in_background(greenlet_spawn(pool.connect))
+        """Check a connection out of the pool, in a task of its own: a checkout may take I/O (a new
+        connection, a wait for one, a pre-ping, a recycle), and a cancellation of the caller must
+        not cut it in half; a connection that arrives after the caller left goes back at once."""
+        task = self._in_background(greenlet_spawn(self.pool.connect))
         try:
             return await asyncio.shield(task)
         except BaseException:
@@ -280,7 +273,6 @@ class Executor:
         and close it, without awaiting anything: nothing can interrupt this."""
         driver_connection = lease.driver_connection
         lease.detach()
-        self.refill += 1
         closing = _dialects.close_unpooled(driver_connection)
         if closing is not None:
             self._in_background(closing)

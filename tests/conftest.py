@@ -144,11 +144,9 @@ async def store(make_store: Callable[..., SQLStore]) -> AsyncIterator[SQLStore]:
         await store.__aexit__(None, None, None)
 
 
-# -- a run that leaks fails: connections left to the garbage collector -------------------------------
+# -- a run that leaks fails: connections left to the garbage collector, pending tasks destroyed ------
 
-# not yet: "Task was destroyed but it is pending" (SQLAlchemy's shielded close of an aiosqlite
-# connection whose checkout was cancelled, still pending when a test's loop ends), see issue 9
-_LEAK_SIGNS = ("non-checked-in connection",)
+_LEAK_SIGNS = ("non-checked-in connection", "Task was destroyed but it is pending")
 _leaks: list[str] = []
 _current_test = ["outside a test"]
 
