@@ -6,6 +6,7 @@ store works across loops.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -69,3 +70,49 @@ async def test_sessions_and_response_cache_in_a_litestar_app(make_store: Callabl
     finally:
         await drop_table(store)
         await store.__aexit__(None, None, None)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "asyncpg", "asyncmy"], indirect=True)
+async def test_store_on_an_engine_shared_with_advanced_alchemy_serves_a_burst_on_a_pool_of_2(
+    url: str,
+) -> None:
+    from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
+    from litestar.testing import AsyncTestClient
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    from sqlsession._dialects import async_url
+
+    from .conftest import unique_table
+
+    # the application's engine: request sessions of advanced-alchemy and the store share its 2 connections
+    table = unique_table()
+    engine = create_async_engine(async_url(url), pool_size=2, max_overflow=0, pool_timeout=10)
+    store = SQLStore(engine, table_name=table)
+    outside = SQLStore.with_url(url, table_name=table)  # the test's own view, on the test's loop
+    await create_table(outside)
+
+    @get("/write")
+    async def write(request: Request[Any, Any, Any], db_session: AsyncSession) -> dict[str, int]:
+        await db_session.execute(text("SELECT 1"))  # this request's session holds a connection
+        visits = int(request.session.get("visits", 0)) + 1
+        request.set_session({"visits": visits})
+        return {"visits": visits}
+
+    config = SQLAlchemyAsyncConfig(engine_instance=engine, before_send_handler="autocommit")
+    app = Litestar(
+        route_handlers=[write],
+        plugins=[SQLAlchemyPlugin(config)],
+        stores={"sessions": store.with_namespace("sessions")},
+        middleware=[ServerSideSessionConfig().middleware],
+        on_shutdown=[engine.dispose],  # on the app's own event loop
+    )
+    try:
+        async with AsyncTestClient(app) as client:
+            responses = await asyncio.gather(*(client.get("/write") for _ in range(32)))
+            assert [r.status_code for r in responses] == [200] * 32
+            assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert (await outside.stats()).rows >= 1  # the sessions were written
+    finally:
+        await drop_table(outside)
+        await outside.close()

@@ -666,11 +666,14 @@ async def test_other_server_errors_are_not_run_again(store: SQLStore) -> None:
 
 
 @_SERVERS
+@pytest.mark.parametrize("pre_ping", [False, True])
 @within(30)
 async def test_pooled_connections_closed_behind_the_stores_back_are_replaced(
-    make_store: Callable[..., SQLStore],
+    url: str, engine_mode: str, pre_ping: bool
 ) -> None:
-    store = make_store()
+    # without pre-ping the failed statement runs again on a new connection; with it, the pool
+    # replaces the dead connection at checkout
+    store = borrowed_or_owned(url, engine_mode, {"pool_pre_ping": pre_ping}, table_name=unique_table())
     driver_connections: list[Any] = []
     event.listen(store.engine.sync_engine, "connect", lambda dbapi, _record: driver_connections.append(dbapi))
     await create_table(store)
@@ -692,4 +695,4 @@ async def test_pooled_connections_closed_behind_the_stores_back_are_replaced(
             assert await store.delete_expired() == 0
     finally:
         await drop_table(store)
-        await store.__aexit__(None, None, None)
+        await close_store(store, engine_mode)
