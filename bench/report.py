@@ -24,6 +24,13 @@ FLAT_LIMIT = 1.3
 CONCURRENT_FACTOR = 2.0
 MAIN = "sqlsession"
 LIBRARIES = ("sqlspec", "advanced-alchemy")
+# time per op as a multiple of the raw driver's, for each way of making a store (set, get, get+renew,
+# 1 task: medians; 32 tasks: the mix's throughput): SQLStore.with_url and SQLStore(application's engine)
+WAY_LIMITS = {
+    "sqlsession": {"asyncpg": 1.2, "psycopg": 1.2, "asyncmy": 1.2},
+    "sqlsession-engine": {"sqlite": 2.0, "asyncpg": 1.5, "psycopg": 1.5, "asyncmy": 1.5},
+}
+WAY_OPS = ("set", "get", "get_renew")
 
 
 def size_label(size: int | str) -> str:
@@ -259,6 +266,30 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                         f"{many:,.0f} ops/s with {max(tasks)} tasks = {factor:.2f}x "
                         f"{one:,.0f} with {min(tasks)}{floor}",
                     )
+    for dialect, group in results["groups"].items():
+        for way, limits in WAY_LIMITS.items():
+            limit = limits.get(dialect)
+            if limit is None:
+                continue
+            for size in _sizes(results):
+                for op in WAY_OPS:
+                    mine, raw = _median(group, way, op, size), _median(group, "raw", op, size)
+                    if mine and raw:
+                        add(
+                            f"{way}: time per op <= {limit}x raw driver",
+                            f"{dialect} {OP_LABELS[op]} {size_label(size)}, 1 task",
+                            mine / raw <= limit,
+                            f"{mine / raw:.2f}x raw",
+                        )
+                for tasks in _tasks(results):
+                    mine, raw = _throughput(group, way, size, tasks), _throughput(group, "raw", size, tasks)
+                    if mine and raw:
+                        add(
+                            f"{way}: time per op <= {limit}x raw driver",
+                            f"{dialect} mix {size_label(size)}, {tasks} tasks",
+                            raw / mine <= limit,
+                            f"{raw / mine:.2f}x raw",
+                        )
     for dialect, part in results.get("scale", {}).items():
         counts = list(part.get("rows", {}))
         if len(counts) < 2:
@@ -439,7 +470,9 @@ def markdown(results: dict[str, Any], chart_name: str | None) -> str:
         "  - **raw**: the driver alone running, by hand, the SQL the store runs for that dialect",
         "    (same table, same statements and parameters, autocommit; SQLite with WAL and",
         "    `synchronous=NORMAL`), on one connection when sequential. This is the floor.",
-        "  - **sqlsession**: `SQLStore.with_url(url)` (the owned-engine fast path).",
+        "  - **sqlsession**: `SQLStore.with_url(url)` (an engine of its own, in autocommit).",
+        "  - **sqlsession-engine**: `SQLStore(create_async_engine(url))` (the application's engine with",
+        "    SQLAlchemy's defaults: `pool_size=5, max_overflow=10`, not in autocommit).",
         "  - **sqlspec**: sqlspec's Litestar store for the same driver (`AsyncpgStore`, `PsycopgAsyncStore`,",
         "    `AsyncmyStore`, `AiosqliteStore`), table made by its `create_table()`.",
         "  - **advanced-alchemy**: `SQLAlchemyStore` with a model on `StoreModelMixin`, on an",
