@@ -316,8 +316,8 @@ class Executor:
             if not self._checkin_now(lease):
                 self._drop(lease)
         self._drop_dead_loops()
-        while self.closing:
-            await asyncio.gather(*self.closing, return_exceptions=True)
+        while ours := [task for task in self.closing if task.get_loop() is loop]:
+            await asyncio.gather(*ours, return_exceptions=True)
         if dispose and self.owned:
             other_loops = any(self.idle.values())
             # connections made on another event loop cannot be closed from this one
