@@ -17,8 +17,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, Delete, Table, delete, event, literal_column, select, tuple_
@@ -322,16 +321,19 @@ def connection_loop(driver_connection: Any) -> asyncio.AbstractEventLoop | None:
     return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
 
 
-def close_unpooled(driver_connection: Any) -> Coroutine[Any, Any, Any] | None:
+def close_unpooled(driver_connection: Any) -> Awaitable[Any] | None:
     """Close a driver's connection that has left the pool, without awaiting: asyncpg and asyncmy
-    close the socket at once, aiosqlite (0.22.1+) tells its thread to close; otherwise the coroutine
-    that closes it is returned, to be run in a task of its own (psycopg, older aiosqlite)."""
+    close the socket at once; otherwise what completes the close is returned, to be awaited later
+    (aiosqlite 0.22.1+: the future its thread resolves once closed; psycopg, older aiosqlite: the
+    coroutine that closes it, to be run in a task of its own)."""
     for name in ("terminate", "stop"):  # asyncpg; aiosqlite
         close = getattr(driver_connection, name, None)
         if callable(close):
-            with contextlib.suppress(Exception):  # e.g. its event loop has ended
-                close()
-            return None
+            try:
+                closing = close()
+            except Exception:  # e.g. its event loop has ended
+                return None
+            return closing if isinstance(closing, asyncio.Future) else None
     close = getattr(driver_connection, "close", None)
     if not callable(close):
         return None

@@ -122,7 +122,7 @@ class Executor:
         self.keep = keep if isinstance(self.pool, QueuePool) else 0
         self.idle: dict[asyncio.AbstractEventLoop, list[PoolProxiedConnection]] = {}
         self.waiting: dict[asyncio.AbstractEventLoop, int] = {}  # our calls waiting for the pool
-        self.closing: set[asyncio.Task[Any]] = set()
+        self.closing: set[asyncio.Future[Any]] = set()
 
     # -- running statements ------------------------------------------------------------------------
 
@@ -274,8 +274,11 @@ class Executor:
         driver_connection = lease.driver_connection
         lease.detach()
         closing = _dialects.close_unpooled(driver_connection)
-        if closing is not None:
+        if asyncio.iscoroutine(closing):
             self._in_background(closing)
+        elif isinstance(closing, asyncio.Future):  # completed by the driver's thread: awaited by close()
+            self.closing.add(closing)
+            closing.add_done_callback(self.closing.discard)
 
     def _checkin_now(self, lease: PoolProxiedConnection) -> bool:
         """Check ``lease`` in synchronously when the pool keeps it (no I/O); whether it did."""

@@ -99,6 +99,7 @@ def litestar_group() -> click.Group:
                 try:
                     return await command(store)
                 finally:
+                    await store.close()
                     await root.close()
 
             try:
