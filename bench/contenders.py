@@ -324,7 +324,7 @@ async def _open_advanced_alchemy(dialect: str, settings: Settings) -> Contender:
     # the documented way: a model of one's own on StoreModelMixin, its table created from it
     model = type(f"BenchStore_{table}", (StoreModelMixin,), {"__tablename__": table})
     _AA_MODELS[table] = model
-    engine = create_async_engine(url)
+    engine = create_async_engine(url, pool_size=settings.pool_size, max_overflow=0)
     if dialect == "sqlite":
         _sqlite_pragmas(engine)
     sa_table: Any = model.__table__

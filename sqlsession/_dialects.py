@@ -223,15 +223,13 @@ def is_rolled_back(error: BaseException) -> bool:
 
 
 class DriverRunner(Protocol):
-    """Runs SQL compiled for its dialect on the driver's own connection object, in autocommit."""
+    """Runs SQL compiled for its dialect on the driver's own connection object, in autocommit
+    whatever the engine's isolation level: the connection goes back to the pool with nothing to
+    roll back."""
 
     async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]: ...
 
     async def rowcount(self, conn: Any, sql: str, args: Any) -> int: ...
-
-    async def finish(self, conn: Any) -> None:
-        """Commit the transaction the driver opened by itself (a connection of an engine that is not
-        in autocommit): the connection goes back to the pool with nothing to roll back."""
 
 
 class _Asyncpg:
@@ -244,34 +242,27 @@ class _Asyncpg:
         status: str = await conn.execute(sql, *args)  # e.g. "DELETE 3"
         return int(status.rpartition(" ")[2])
 
-    async def finish(self, conn: Any) -> None:
-        return None
-
 
 class _Psycopg:
-    # not in autocommit, psycopg opens a transaction before any statement: switching the flag
-    # around the statement costs no round trip
     async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]:
-        switch = not conn.autocommit
-        if switch:
-            await conn.set_autocommit(True)
-        cursor = await conn.execute(sql, args)
+        cursor = await self._execute(conn, sql, args)
         rows: Sequence[Sequence[Any]] = await cursor.fetchall()
-        if switch:
-            await conn.set_autocommit(False)
         return rows
 
     async def rowcount(self, conn: Any, sql: str, args: Any) -> int:
-        switch = not conn.autocommit
-        if switch:
-            await conn.set_autocommit(True)
-        cursor = await conn.execute(sql, args)
-        if switch:
-            await conn.set_autocommit(False)
+        cursor = await self._execute(conn, sql, args)
         return int(cursor.rowcount)
 
-    async def finish(self, conn: Any) -> None:
-        return None
+    @staticmethod
+    async def _execute(conn: Any, sql: str, args: Any) -> Any:
+        # not in autocommit, psycopg opens a transaction before any statement: switching the flag
+        # around the statement costs no round trip
+        if conn.autocommit:
+            return await conn.execute(sql, args)
+        await conn.set_autocommit(True)
+        cursor = await conn.execute(sql, args)
+        await conn.set_autocommit(False)
+        return cursor
 
 
 class _Asyncmy:
@@ -279,12 +270,16 @@ class _Asyncmy:
         cursor = conn.cursor()
         await cursor.execute(sql, args)
         rows: Sequence[Sequence[Any]] = await cursor.fetchall()
+        await self._commit_opened(conn)
         return rows
 
     async def rowcount(self, conn: Any, sql: str, args: Any) -> int:
-        return int(await conn.cursor().execute(sql, args))
+        count = int(await conn.cursor().execute(sql, args))
+        await self._commit_opened(conn)
+        return count
 
-    async def finish(self, conn: Any) -> None:
+    @staticmethod
+    async def _commit_opened(conn: Any) -> None:
         # not in autocommit, the server opened a transaction (switching costs round trips both ways)
         if conn.get_transaction_status():
             await conn.commit()
@@ -292,18 +287,18 @@ class _Asyncmy:
 
 class _Aiosqlite:
     async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]:
-        # one hop to the connection's thread for execute and fetch together
+        # one hop to the connection's thread for execute and fetch together; a read opens no
+        # transaction in sqlite3's default mode
         rows: Sequence[Sequence[Any]] = await conn.execute_fetchall(sql, args)
+        if conn.in_transaction:  # UPDATE ... RETURNING, not in autocommit
+            await conn.commit()
         return rows
 
     async def rowcount(self, conn: Any, sql: str, args: Any) -> int:
         cursor = await conn.execute(sql, args)
-        return int(cursor.rowcount)
-
-    async def finish(self, conn: Any) -> None:
-        # not in autocommit, sqlite3 opened a transaction before a write
-        if conn.in_transaction:
+        if conn.in_transaction:  # not in autocommit, sqlite3 opened a transaction before the write
             await conn.commit()
+        return int(cursor.rowcount)
 
 
 _RUNNERS: dict[str, DriverRunner] = {

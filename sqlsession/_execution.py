@@ -110,7 +110,18 @@ def _retryable(error: BaseException, driver_connection: Any) -> tuple[bool, bool
 class Executor:
     """Runs a store's statements on an engine's pool (see the module's docstring)."""
 
-    __slots__ = ("closing", "engine", "idle", "keep", "owned", "pool", "runner", "table", "waiting")
+    __slots__ = (
+        "checkin_commits",
+        "closing",
+        "engine",
+        "idle",
+        "keep",
+        "owned",
+        "pool",
+        "runner",
+        "table",
+        "waiting",
+    )
 
     def __init__(self, engine: AsyncEngine, *, owned: bool, keep: int = 0) -> None:
         self.engine = engine
@@ -118,6 +129,8 @@ class Executor:
         self.table = ""
         self.owned = owned  # created by the store: its autocommit engine is disposed by close()
         self.runner = _dialects.driver_runner(engine.dialect)
+        # a pool that commits on the way in does I/O there: never checked in synchronously
+        self.checkin_commits = getattr(self.pool, "_reset_on_return", None) is reset_commit
         # connections kept checked out between calls, per event loop
         self.keep = keep if isinstance(self.pool, QueuePool) else 0
         self.idle: dict[asyncio.AbstractEventLoop, list[PoolProxiedConnection]] = {}
@@ -148,7 +161,6 @@ class Executor:
     async def _native(
         self, call: Callable[[Any, str, Any], Awaitable[Any]], stmt: Statement, params: Mapping[str, Any]
     ) -> Any:
-        assert self.runner is not None
         args = stmt.args(params)
         retried = False
         while True:
@@ -156,7 +168,6 @@ class Executor:
             conn = lease.driver_connection
             try:
                 result = await call(conn, stmt.sql, args)
-                await self.runner.finish(conn)
             except BaseException as error:
                 # synchronous: a repeated cancellation cannot interrupt it
                 disconnect, retryable = _retryable(error, conn)
@@ -283,10 +294,8 @@ class Executor:
     def _checkin_now(self, lease: PoolProxiedConnection) -> bool:
         """Check ``lease`` in synchronously when the pool keeps it (no I/O); whether it did."""
         pool = self.pool
-        if not isinstance(pool, QueuePool) or pool.checkedin() >= pool.size():
+        if self.checkin_commits or not isinstance(pool, QueuePool) or pool.checkedin() >= pool.size():
             return False
-        if getattr(pool, "_reset_on_return", None) is reset_commit:
-            return False  # the pool would commit on the way in: an I/O
         _checkin_clean(lease)
         return True
 

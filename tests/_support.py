@@ -48,9 +48,6 @@ class _RecordingRunner:
         self.log.append((sql, args))
         return await self.runner.rowcount(conn, sql, args)
 
-    async def finish(self, conn: Any) -> None:
-        await self.runner.finish(conn)
-
 
 class StatementLog:
     """Every statement the store sends from now on, whichever way it runs.

@@ -604,10 +604,6 @@ class _FailFirst:
             await self.runner.rowcount(conn, self.failing_sql, ())
         return await self.runner.rowcount(conn, sql, args)
 
-    async def finish(self, conn: Any) -> None:
-        assert self.runner is not None
-        await self.runner.finish(conn)
-
 
 def _server_error_sql(store: SQLStore, kind: str) -> str:
     dialect = store.engine.dialect.name
