@@ -1,4 +1,9 @@
-"""Tables (terminal and Markdown), the targets' PASS/FAIL, the chart and ``docs/benchmarks.md``."""
+"""The console report, the chart and ``docs/benchmarks.md``.
+
+The console report is for the developers: every table, then the targets' PASS/FAIL. The document is
+for the users of sqlsession: what is measured and why, the results, the chart, how it was measured and
+how to reproduce it; it has the same figures, labelled for them, and no targets.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .settings import ALL_CONTENDERS, OPS
+from sqlalchemy.engine import make_url
+
+from .settings import _SERVERS, ALL_CONTENDERS, OPS, REDIS_URL_DEFAULT, dialect_url
 
 __all__ = ("chart", "markdown", "targets", "text_report")
 
@@ -31,6 +38,22 @@ WAY_LIMITS = {
     "sqlsession-engine": {"sqlite": 2.0, "asyncpg": 1.5, "psycopg": 1.5, "asyncmy": 1.5},
 }
 WAY_OPS = ("set", "get", "get_renew")
+# the two ways of making an SQLStore: the document gives their ratio to the raw driver side by side
+WAYS = ("sqlsession", "sqlsession-engine")
+
+# the document's names of the contenders (the console and the JSON keep the short ones)
+LABELS = {
+    "raw": "raw driver",
+    "sqlsession": "SQLStore.with_url",
+    "sqlsession-engine": "SQLStore(engine)",
+}
+# dialect -> (database, driver); the MySQL family is named after the server the run asked
+DATABASES = {
+    "sqlite": ("SQLite", "aiosqlite"),
+    "asyncpg": ("PostgreSQL", "asyncpg"),
+    "psycopg": ("PostgreSQL", "psycopg"),
+    "asyncmy": ("MySQL/MariaDB", "asyncmy"),
+}
 
 
 def size_label(size: int | str) -> str:
@@ -57,6 +80,23 @@ def _grid(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool)
         return "  ".join([first, *rest]).rstrip()
 
     return [line(headers), "  ".join("-" * width for width in widths), *(line(row) for row in rows)]
+
+
+def _label(name: str, markdown: bool) -> str:
+    """A contender's name: the short one on the console, the document's in Markdown."""
+    return LABELS.get(name, name) if markdown else name
+
+
+def database(results: dict[str, Any], dialect: str) -> str:
+    """``PostgreSQL (asyncpg)``, ``MariaDB (asyncmy)``...: the server and the driver of a dialect."""
+    server, driver = DATABASES.get(dialect, (dialect, dialect))
+    if dialect == "asyncmy":
+        version = results["meta"].get("servers", {}).get("MariaDB/MySQL", "")
+        if "mariadb" in version.lower():
+            server = "MariaDB"
+        elif version and not version.startswith("?"):
+            server = "MySQL"
+    return f"{server} ({driver})"
 
 
 def _present(group: dict[str, Any]) -> list[str]:
@@ -87,7 +127,7 @@ def _tasks(results: dict[str, Any]) -> list[int]:
 def sequential_table(results: dict[str, Any], dialect: str, markdown: bool) -> list[str]:
     group = results["groups"][dialect]
     names = _present(group)
-    headers = ["operation", "value", *names]
+    headers = ["operation", "value", *(_label(name, markdown) for name in names)]
     rows = []
     for op in OPS:
         for size in _sizes(results):
@@ -102,7 +142,7 @@ def sequential_table(results: dict[str, Any], dialect: str, markdown: bool) -> l
 def ratio_table(results: dict[str, Any], dialect: str, markdown: bool) -> list[str]:
     group = results["groups"][dialect]
     others = [name for name in _present(group) if name != MAIN]
-    headers = ["operation", "value", *(f"/{name}" for name in others)]
+    headers = ["operation", "value", *(f"÷ {_label(n, True)}" if markdown else f"/{n}" for n in others)]
     rows = []
     for op in OPS:
         for size in _sizes(results):
@@ -115,19 +155,26 @@ def ratio_table(results: dict[str, Any], dialect: str, markdown: bool) -> list[s
     return _grid(headers, rows, markdown)
 
 
-def concurrent_table(results: dict[str, Any], dialect: str, markdown: bool) -> list[str]:
+def concurrent_table(
+    results: dict[str, Any], dialect: str, markdown: bool, *, values: bool = True, ratios: bool = True
+) -> list[str]:
+    """The mix's throughput (``values``) and sqlsession's over every other's (``ratios``)."""
     group = results["groups"][dialect]
     names = _present(group)
-    headers = ["value", "tasks", *names, *(f"{MAIN}/{n}" for n in names if n != MAIN)]
+    others = [name for name in names if name != MAIN]
+    headers = ["value", "tasks"]
+    if values:
+        headers += [_label(name, markdown) for name in names]
+    if ratios:
+        headers += [f"÷ {_label(n, True)}" if markdown else f"{MAIN}/{n}" for n in others]
     rows = []
     for size in _sizes(results):
         for tasks in _tasks(results):
             row = [size_label(size), str(tasks)]
-            row += [_fmt(_throughput(group, name, size, tasks)) for name in names]
+            if values:
+                row += [_fmt(_throughput(group, name, size, tasks)) for name in names]
             mine = _throughput(group, MAIN, size, tasks)
-            for name in names:
-                if name == MAIN:
-                    continue
+            for name in others if ratios else ():
                 theirs = _throughput(group, name, size, tasks)
                 row.append("-" if mine is None or not theirs else f"{mine / theirs:.2f}")
             rows.append(row)
@@ -147,7 +194,7 @@ def cpu_table(results: dict[str, Any], dialect: str, markdown: bool) -> list[str
                 value = cpu.get(name, {}).get(str(size), {}).get(str(tasks))
                 row.append("-" if value is None else f"{value * 100:.0f}%")
             rows.append(row)
-    return _grid(["value", "tasks", *names], rows, markdown)
+    return _grid(["value", "tasks", *(_label(name, markdown) for name in names)], rows, markdown)
 
 
 def scale_tables(results: dict[str, Any], markdown: bool) -> list[str]:
@@ -155,7 +202,12 @@ def scale_tables(results: dict[str, Any], markdown: bool) -> list[str]:
     if not scale:
         return []
     lines: list[str] = []
-    headers = ["dialect", "operation"]
+    first = "database" if markdown else "dialect"
+
+    def where(dialect: str) -> str:
+        return database(results, dialect) if markdown else dialect
+
+    headers = [first, "operation"]
     counts: list[str] = []
     for part in scale.values():
         counts = list(part.get("rows", {}))
@@ -163,14 +215,14 @@ def scale_tables(results: dict[str, Any], markdown: bool) -> list[str]:
             break
     headers += [f"{int(n):,} rows" for n in counts]
     if len(counts) >= 2:
-        headers.append("large/small")
+        headers.append("large ÷ small" if markdown else "large/small")
     rows = []
     for dialect, part in scale.items():
         if "error" in part:
-            rows.append([dialect, f"error: {part['error']}", *(["-"] * (len(headers) - 2))])
+            rows.append([where(dialect), f"error: {part['error']}", *(["-"] * (len(headers) - 2))])
             continue
         for op in OPS:
-            row = [dialect, OP_LABELS[op]]
+            row = [where(dialect), OP_LABELS[op]]
             medians = []
             for n in counts:
                 cell = part["rows"].get(n, {}).get("ops", {}).get(op)
@@ -183,7 +235,7 @@ def scale_tables(results: dict[str, Any], markdown: bool) -> list[str]:
     lines += _grid(headers, rows, markdown)
     lines.append("")
     headers = [
-        "dialect",
+        first,
         "expired rows",
         "deleted",
         "delete_expired() s",
@@ -191,6 +243,13 @@ def scale_tables(results: dict[str, Any], markdown: bool) -> list[str]:
         "get p50 / p99 during (µs)",
         "gets during",
     ]
+    if markdown:
+        headers[3:] = [
+            "time (s)",
+            "get, before: median / p99 (µs)",
+            "get, during: median / p99 (µs)",
+            "gets timed during",
+        ]
     rows = []
     for dialect, part in scale.items():
         info = part.get("delete_expired")
@@ -199,7 +258,7 @@ def scale_tables(results: dict[str, Any], markdown: bool) -> list[str]:
         before, during = info["baseline"], info["during"]
         rows.append(
             [
-                dialect,
+                where(dialect),
                 f"{int(part['rows'][str(info['rows'])]['filled']):,}",
                 f"{int(info['deleted']):,}",
                 f"{info['seconds']:.2f}",
@@ -373,12 +432,13 @@ def text_report(results: dict[str, Any]) -> list[str]:
 
 
 def chart(results: dict[str, Any], path: Path) -> str | None:
-    """Bar chart of the mix throughput per dialect and store; ``None`` or why it was not drawn."""
+    """Bar chart of the mix throughput per database and store; ``None`` or why it was not drawn."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError as error:
         return f"matplotlib is not installed ({error})"
     dialects = [d for d, g in results["groups"].items() if g.get("concurrent")]
@@ -388,6 +448,7 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
     names = [
         n for n in ALL_CONTENDERS if any(n in results["groups"][d].get("concurrent", {}) for d in dialects)
     ]
+    ticks = [database(results, d).replace(" (", "\n(") for d in dialects]
     fig, axes = plt.subplots(
         len(tasks), len(sizes), figsize=(6.5 * len(sizes), 3.8 * len(tasks)), squeeze=False
     )
@@ -403,7 +464,7 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
                     xs,
                     values,
                     width,
-                    label=name,
+                    label=_label(name, True),
                     color=colors(i),
                     edgecolor="black" if name == MAIN else None,
                 )
@@ -412,15 +473,16 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
                     if not value and status in ("error", "unavailable"):
                         label = "failed" if status == "error" else "n/a"
                         ax.text(x, 0, label, rotation=90, fontsize=7, ha="center", va="bottom")
-            ax.set_xticks(range(len(dialects)), dialects)
+            ax.set_xticks(range(len(dialects)), ticks, fontsize=8)
             ax.set_title(
                 f"session mix, {size_label(size)} values, {n_tasks} task{'s' if n_tasks > 1 else ''}"
             )
-            ax.set_ylabel("ops/s")
+            ax.set_ylabel("operations per second")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:,.0f}"))
             ax.grid(axis="y", alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncols=len(names), fontsize=9, frameon=False)
-    fig.suptitle("sqlsession benchmark: throughput per dialect and store (higher is better)")
+    fig.suptitle("sqlsession benchmark: session mix throughput per database and store (higher is better)")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -428,147 +490,481 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
     return None
 
 
-def markdown(results: dict[str, Any], chart_name: str | None) -> str:
+# ---------------------------------------------------------------------------------------------------
+# docs/benchmarks.md: a page for the users of sqlsession
+
+
+def _missing(group: dict[str, Any], name: str) -> str:
+    """The cell of a contender without a figure: it failed, could not run here, or was not selected."""
+    status = group.get("contenders", {}).get(name, {}).get("status")
+    return {"error": "failed", "unavailable": "n/a"}.get(status or "", "-")
+
+
+def _groups_with(results: dict[str, Any], shape: str) -> list[str]:
+    return [d for d, g in results["groups"].items() if g.get("available", True) and g.get(shape)]
+
+
+def _names_in(results: dict[str, Any], dialects: Sequence[str]) -> list[str]:
+    """Every contender that ran in one of ``dialects`` or was tried there, in the column order."""
+    groups = [results["groups"][d] for d in dialects]
+    return [
+        name
+        for name in ALL_CONTENDERS
+        if any(name in g.get("sequential", {}) or name in g.get("contenders", {}) for g in groups)
+    ]
+
+
+def summary_throughput(results: dict[str, Any]) -> list[str]:
+    """The mix's ops/s of every store in every database; both SQLStores with their % of the raw driver."""
+    dialects = _groups_with(results, "concurrent")
+    names = _names_in(results, dialects)
+    rows = []
+    for dialect in dialects:
+        group = results["groups"][dialect]
+        for size in _sizes(results):
+            for tasks in _tasks(results):
+                raw = _throughput(group, "raw", size, tasks)
+                row = [database(results, dialect), size_label(size), str(tasks)]
+                for name in names:
+                    value = _throughput(group, name, size, tasks)
+                    if value is None:
+                        row.append(_missing(group, name))
+                    elif name in WAYS and raw:
+                        row.append(f"{_fmt(value)} ({value / raw:.0%})")
+                    else:
+                        row.append(_fmt(value))
+                rows.append(row)
+    return _grid(["database", "value", "tasks", *(_label(n, True) for n in names)], rows, True)
+
+
+def summary_latency(results: dict[str, Any], size: int) -> list[str]:
+    """The median µs per call of every store in every database for values of ``size`` bytes; both
+    SQLStores with their time as a multiple of the raw driver's."""
+    dialects = _groups_with(results, "sequential")
+    names = _names_in(results, dialects)
+    rows = []
+    for dialect in dialects:
+        group = results["groups"][dialect]
+        for op in OPS:
+            raw = _median(group, "raw", op, size)
+            row = [database(results, dialect), OP_LABELS[op]]
+            for name in names:
+                value = _median(group, name, op, size)
+                if value is None:
+                    row.append(_missing(group, name))
+                elif name in WAYS and raw:
+                    row.append(f"{_fmt(value)} ({value / raw:.2f}x)")
+                else:
+                    row.append(_fmt(value))
+            rows.append(row)
+    return _grid(["database", "operation", *(_label(n, True) for n in names)], rows, True)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """An error message on one line (its escaped newlines too), cut at ``limit`` characters."""
+    text = " ".join(str(text).replace("\\n", " ").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _and(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    items = list(items)
+    return " and ".join(items) if len(items) <= 2 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _problems(results: dict[str, Any]) -> list[str]:
+    """Databases and stores without figures, or whose reads missed, in the document's words."""
+    lines = []
+    for dialect, group in results["groups"].items():
+        where = database(results, dialect)
+        if not group.get("available", True):
+            lines.append(f"- {where}: not run: {_one_line(group.get('reason', '?'))}.")
+            continue
+        for name, info in group.get("contenders", {}).items():
+            if info["status"] == "unavailable":
+                lines.append(f"- {where}, {_label(name, True)}: not run here: {_one_line(info['detail'])}.")
+            elif info["status"] != "ok":
+                lines.append(f"- {where}, {_label(name, True)}: failed: `{_one_line(info['detail'])}`")
+        for name, count in group.get("misses", {}).items():
+            if count:
+                lines.append(
+                    f"- {where}, {_label(name, True)}: {count} reads did not return the value written."
+                )
+    for dialect, part in results.get("scale", {}).items():
+        if "error" in part:
+            where = database(results, dialect)
+            lines.append(f"- {where}, large tables: failed: `{_one_line(part['error'])}`")
+    return lines
+
+
+def _servers_local(results: dict[str, Any]) -> bool:
+    """Whether the run used a server (database or Redis), all of them on this machine's loopback address."""
+    groups = results["groups"]
+    hosts = [
+        dialect_url(d).host or "127.0.0.1" for d, g in groups.items() if d != "sqlite" and g.get("sequential")
+    ]
+    if any(g.get("contenders", {}).get("RedisStore", {}).get("status") == "ok" for g in groups.values()):
+        hosts.append(make_url(results["settings"]["redis_url"]).host or "127.0.0.1")
+    return bool(hosts) and all(host in ("127.0.0.1", "localhost", "::1") for host in hosts)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} minutes"
+
+
+def _revision(meta: dict[str, Any]) -> str:
+    """The git commit of the run, in code type; uncommitted changes said after it."""
+    commit, _, rest = str(meta["revision"]).partition(" + ")
+    return f"`{commit}`" + (f" + {rest}" if rest else "")
+
+
+def _noisy(meta: dict[str, Any]) -> bool:
+    return float(meta.get("foreign_cores", 0.0)) > float(meta.get("foreign_limit", 0.1))
+
+
+def _what(results: dict[str, Any]) -> list[str]:
+    settings = results["settings"]
+    sizes = _and([size_label(size) for size in _sizes(results)])
+    tasks = _and([str(n) for n in _tasks(results)])
+    rows = _and([f"{int(n):,}" for n in settings["rows"]])
+    out = [
+        "## What this measures and why",
+        "",
+        "`SQLStore` keeps Litestar's server-side data (sessions, the response cache, rate limits) in one SQL "
+        "table. This page answers three questions: how much time does the store add to the database driver "
+        "under it; does it matter whether the store makes its own engine or shares the application's; and "
+        "how does it compare with the other stores a Litestar application can use. The stores, with the "
+        "names used in the tables and the chart:",
+        "",
+        "- **raw driver**: the driver alone (aiosqlite, asyncpg, psycopg or asyncmy) running by hand the "
+        "statements `SQLStore` runs, on the same kind of table. No store on that driver can be faster: the "
+        "gap between it and `SQLStore` is what the store costs.",
+        "- **SQLStore.with_url**: `SQLStore.with_url(url)`, the store on an engine of its own, which it sets "
+        "up for itself (autocommit).",
+        "- **SQLStore(engine)**: `SQLStore(create_async_engine(url))`, the store on an engine the "
+        "application already has, left with SQLAlchemy's defaults.",
+        "- **sqlspec**: sqlspec's Litestar store for the same driver.",
+        "- **advanced-alchemy**: advanced-alchemy's `SQLAlchemyStore`, on an engine of the same driver.",
+        "- **FileStore** and **RedisStore**: Litestar's own stores. They do not use the database; they "
+        "appear in every database's tables as reference points.",
+        "",
+        "What is measured:",
+        "",
+        "- **Time per call**: each operation (`set`, `get`, `get` with `renew_for`, `exists`, `delete`) "
+        f"alone, one call at a time, with {sizes} values.",
+        "- **Throughput**: a session-like mix of calls (70% `get` with `renew_for`, 25% `set`, 5% `delete`) "
+        f"from {tasks} concurrent tasks.",
+    ]
+    if results.get("scale"):
+        out.append(
+            f"- **Large tables**: `SQLStore.with_url` alone on tables of {rows} rows (does a call get slower "
+            "as the table grows?), and `delete_expired()` removing the expired rows of the largest one while "
+            "other tasks keep reading (does the clean-up hold the application up?)."
+        )
+    return [*out, ""]
+
+
+def _scale_part(results: dict[str, Any]) -> list[str]:
+    scale, settings = results.get("scale", {}), results["settings"]
+    if not scale:
+        return []
+    value = next((p.get("value_bytes") for p in scale.values() if "value_bytes" in p), None)
+    lines = scale_tables(results, True)
+    split = lines.index("") if "" in lines else len(lines)
+    out = [
+        "### Large tables",
+        "",
+        "`SQLStore.with_url` alone: median (99th percentile) time of one call in microseconds"
+        + (f", {size_label(value)} values," if value else "")
+        + " on tables of different sizes, and the largest table's median ÷ the smallest's (1.00 = no slower "
+        "on the large table):",
+        "",
+        *lines[:split],
+        "",
+    ]
+    if len(lines) > split + 1:
+        out += [
+            f"`delete_expired()` on the largest table, with every row but the working keys expired, while "
+            f"{settings['delete_get_tasks']} tasks `get` live keys ({settings['delete_get_rate']:,.0f} calls "
+            "per second in all): the rows it deleted, how long it took, and the time of those `get` calls "
+            "(median / 99th percentile) in the 2 s before it and while it ran:",
+            "",
+            *lines[split + 1 :],
+            "",
+        ]
+    return out
+
+
+def _results(results: dict[str, Any]) -> list[str]:
+    out = ["## Results", ""]
+    if _groups_with(results, "concurrent"):
+        out += [
+            "### Throughput",
+            "",
+            "Operations per second of the session mix (higher is better). In brackets: the throughput of "
+            "each `SQLStore` as a percentage of the raw driver's on the same database.",
+            "",
+            *summary_throughput(results),
+            "",
+        ]
+    if _groups_with(results, "sequential"):
+        size = _sizes(results)[0]
+        out += [
+            "### Time per call",
+            "",
+            f"Median time of one call in microseconds (lower is better), {size_label(size)} values. In "
+            "brackets: the time of each `SQLStore` as a multiple of the raw driver's (1.00x = no time added "
+            "by the store). The other value sizes and the 99th percentiles are in "
+            "[All figures](#all-figures).",
+            "",
+            *summary_latency(results, size),
+            "",
+        ]
+    out += _scale_part(results)
+    problems = _problems(results)
+    if problems:
+        out += [
+            "### Stores that did not run",
+            "",
+            "A `failed` or `n/a` in a table means the store failed or could not run there:",
+            "",
+            *problems,
+            "",
+        ]
+    return out
+
+
+def _details(results: dict[str, Any]) -> list[str]:
+    out = [
+        "## All figures",
+        "",
+        "Every figure of the run, per database: both value sizes, the 99th percentiles, how each store "
+        "compares with `SQLStore.with_url`, and the CPU the benchmark process used.",
+        "",
+    ]
+    for dialect, group in results["groups"].items():
+        if not group.get("available", True) or (not group.get("sequential") and not group.get("concurrent")):
+            continue
+        stores = "; ".join(
+            f"**{_label(name, True)}**: {info['detail']}"
+            for name, info in group.get("contenders", {}).items()
+            if info["status"] == "ok"
+        )
+        out += [f"### {database(results, dialect)}", "", f"Stores: {stores}.", ""]
+        if group.get("sequential"):
+            out += [
+                "Time of one call, median (99th percentile) in microseconds:",
+                "",
+                *sequential_table(results, dialect, True),
+                "",
+                "`SQLStore.with_url`'s median time ÷ each other store's (below 1.00: `SQLStore.with_url` is "
+                "faster):",
+                "",
+                *ratio_table(results, dialect, True),
+                "",
+            ]
+        if group.get("concurrent"):
+            out += [
+                "Session mix, operations per second:",
+                "",
+                *concurrent_table(results, dialect, True, ratios=False),
+                "",
+                "`SQLStore.with_url`'s throughput ÷ each other store's (above 1.00: `SQLStore.with_url` is "
+                "faster):",
+                "",
+                *concurrent_table(results, dialect, True, values=False),
+                "",
+                "CPU time the benchmark process used per second of the mix (all its threads; 100% = one core "
+                "busy, the client is the bottleneck; lower = waiting on the server):",
+                "",
+                *cpu_table(results, dialect, True),
+                "",
+            ]
+    return out
+
+
+def _how(results: dict[str, Any]) -> list[str]:
     meta, settings = results["meta"], results["settings"]
     m = meta["machine"]
     guest = f", {m['hypervisor']} guest" if m["hypervisor"] else ""
-    row_counts = ", ".join(f"{int(n):,}" for n in settings["rows"])
-    out: list[str] = ["# Benchmarks", ""]
-    out += [
-        "Generated by `python -m bench` (the harness in `bench/`); re-run on a quiet machine to refresh",
-        "this file and the chart (both are rewritten):",
+    servers = meta.get("servers", {})
+    out = [
+        "## How it was measured",
         "",
-        "```bash",
-        meta["command"],
-        "```",
+        f"- Run on {meta['started']}; it took {_duration(meta['duration_s'])}.",
+        f"- sqlsession at git commit {_revision(meta)}.",
+        f"- Command: `{meta['command']}`.",
         "",
-        f"Run on {meta['started']}, took {meta['duration_s'] / 60:.1f} minutes; "
-        f"sqlsession at {meta['revision']}.",
-        "",
-    ]
-    load = meta["load_before"], meta["load_after"]
-    if meta.get("disturbed_note"):
-        out += [f"**Note:** {meta['disturbed_note']}", ""]
-    out += [
-        f"Load average before / after: {load[0]['loadavg']} / {load[1]['loadavg']}; other processes "
-        f"(not the benchmark, not the database servers) used {meta.get('foreign_cores', 0) * 100:.0f}% of a "
-        "core on average during the run."
-        + (f" Busy processes at the start: {', '.join(load[0]['busy'])}." if load[0]["busy"] else ""),
-        "",
-        "## Machine",
+        "### Machine",
         "",
         f"- CPU: {m['cpu']}, `nproc` = {m['nproc']} ({m['cores_per_socket']} cores per socket, "
-        f"{m['threads_per_core']} thread per core{guest})",
-        f"- memory: {m['memory_gib']} GiB; {m['os']}, Linux {m['kernel']}",
+        f"{m['threads_per_core']} thread per core{guest}); memory: {m['memory_gib']} GiB",
+        f"- {m['os']}, Linux {m['kernel']}",
         f"- Python {m['python']}, SQLite library {m['sqlite']}, default asyncio event loop",
+    ]
+    if servers and _servers_local(results):
+        out.append(
+            "- The servers (databases, Redis) ran on the same machine as the benchmark: client and server "
+            "share its cores."
+        )
+    out += [
         "",
-        "## Versions",
+        "### Versions and server settings",
         "",
         *_grid(["package", "version"], [[k, v] for k, v in meta["packages"].items()], True),
         "",
-        *_grid(["server", "version and settings"], [[k, v] for k, v in meta["servers"].items()], True),
-        "",
-        "## Method",
-        "",
-        "- Contenders, each on a table (SQLite: a file; Redis: a namespace; FileStore: a folder) of its own:",
-        "  - **raw**: the driver alone running, by hand, the SQL the store runs for that dialect",
-        "    (same table, same statements and parameters, autocommit; SQLite with WAL and",
-        "    `synchronous=NORMAL`), on one connection when sequential. This is the floor.",
-        "  - **sqlsession**: `SQLStore.with_url(url)` (an engine of its own, in autocommit).",
-        "  - **sqlsession-engine**: `SQLStore(create_async_engine(url))` (the application's engine with",
-        "    SQLAlchemy's defaults: `pool_size=5, max_overflow=10`, not in autocommit).",
-        "  - **sqlspec**: sqlspec's Litestar store for the same driver (`AsyncpgStore`, `PsycopgAsyncStore`,",
-        "    `AsyncmyStore`, `AiosqliteStore`), table made by its `create_table()`.",
-        "  - **advanced-alchemy**: `SQLAlchemyStore` with a model on `StoreModelMixin`, on an",
-        "    `AsyncEngine` of the same driver (SQLite: WAL and `synchronous=NORMAL` set on connect).",
-        "  - **FileStore** and **RedisStore**: Litestar's own, run in every dialect's group so that",
-        "    each table compares against them too.",
-        f"- Every SQL contender has at most {settings['pool_size']} connections (sqlsession: `pool_size="
-        f"{settings['pool_size']}, max_overflow=0`; the others' pools the same size).",
-        f"- Keys look like Litestar session IDs (64 hex characters); values are random bytes; "
-        f"`expires_in` / `renew_for` = {settings['expires_in']} s.",
-        f"- Sequential: one task; per round, operation and value size each contender in turn (the order "
-        f"rotates every round) makes {settings['batch']} calls, each timed alone; {settings['rounds']} "
-        f"rounds after a warm-up round, so {settings['batch'] * settings['rounds']:,} samples per cell. "
-        "`delete` removes rows that exist (set untimed just before).",
-        f"- Concurrent: the session mix (70% `get` with `renew_for`, 25% `set`, 5% `delete`) on "
-        f"{settings['keys']:,} keys, with {' and '.join(str(t) for t in settings['tasks'])} tasks, "
-        f"{settings['seconds']} s per contender per round, {settings['conc_rounds']} rounds, contenders "
-        "alternating; throughput = operations done / time. The database server runs on the same machine: "
-        "with few cores, client and server share them, so the gain from concurrency is bounded by the "
-        "cores over the CPU time one operation costs the client plus the server (the CPU table of each "
-        "dialect shows the client's share).",
     ]
-    if results.get("scale"):
-        out += [
-            f"- Scale: sqlsession alone on tables of {row_counts} rows "
-            f"(bulk-loaded server-side, {settings['fill_value_bytes']}-byte values, then `VACUUM ANALYZE` / "
-            f"`ANALYZE`), measured interleaved with {settings['scale_keys']} working keys, 512-byte values; "
-            f"then `delete_expired()` on the largest table, its filler rows expired (the stores' clock is "
-            f"moved two days on), while {settings['delete_get_tasks']} tasks `get` live keys, "
-            f"{settings['delete_get_rate']:,.0f} calls per second in all (and for 2 s before, to compare).",
-        ]
-    out += [""]
-    if chart_name:
-        out += ["## Throughput", "", f"![throughput per dialect and store]({chart_name})", ""]
-    for dialect, group in results["groups"].items():
-        if group.get("available", True) and not group.get("sequential") and not group.get("concurrent"):
-            continue
-        out += [f"## {dialect}", ""]
-        if not group.get("available", True):
-            out += [f"Not run: {group.get('reason')}", ""]
-            continue
-        notes = {name: info for name, info in group.get("contenders", {}).items()}
-        if group.get("attempts", 1) > 1:
-            out += [
-                f"This group ran {group['attempts']} times: the earlier run was disturbed (server "
-                "unreachable or several contenders failing); these are the figures of the last run.",
-                "",
-            ]
-        out += [
-            "Contenders: "
-            + "; ".join(
-                f"**{name}** {info['detail']}" if info["status"] == "ok" else f"**{name}** {info['status']}"
-                for name, info in notes.items()
-            ),
-            "",
-            "Sequential latency, median (p99) in µs:",
-            "",
-            *sequential_table(results, dialect, True),
-            "",
-            "sqlsession median / other median (lower = sqlsession faster):",
-            "",
-            *ratio_table(results, dialect, True),
-            "",
-            "Session mix throughput in ops/s (ratios: higher = sqlsession faster):",
-            "",
-            *concurrent_table(results, dialect, True),
-            "",
-            "CPU time of the benchmark process per second of the mix (all its threads; 100% = one core "
-            "busy: the client is the bottleneck; lower = waiting on the server):",
-            "",
-            *cpu_table(results, dialect, True),
-            "",
-        ]
-    if results.get("scale"):
-        out += ["## Scale", "", "sqlsession alone, median (p99) in µs, 512-byte values:", ""]
-        out += [*scale_tables(results, True), ""]
-    notes = _availability(results)
-    if notes:
-        out += ["## Not run / problems", "", *notes, ""]
-    checks = targets(results)
-    failed = sum(1 for c in checks if not c["ok"])
+    if servers:
+        out += [*_grid(["server", "version and settings"], [[k, v] for k, v in servers.items()], True), ""]
     out += [
-        "## Targets",
+        "### Method",
         "",
-        f"{len(checks) - failed} PASS, {failed} FAIL. Limits: every operation's median at most "
-        f"{RAW_LIMIT_DEFAULT}x the raw driver's on PostgreSQL and MariaDB and {RAW_LIMIT['sqlite']}x on "
-        "SQLite; sqlsession faster than sqlspec's and advanced-alchemy's stores; on PostgreSQL the mix with "
-        f"{max(_tasks(results))} tasks at least {CONCURRENT_FACTOR:g}x the throughput of one task; "
-        f"latency on the large table at most {FLAT_LIMIT}x that on the small one (my threshold for "
-        "'flat'). Lines marked (extra) are comparisons, not limits.",
+        "- Every store has a table of its own (SQLite: a file of its own; Redis: a namespace; FileStore: a "
+        "folder).",
+        "- **raw driver**: the same statements and parameters as `SQLStore` for that database, in autocommit "
+        "(SQLite: WAL and `synchronous=NORMAL`, as `SQLStore.with_url` sets them), on one connection when "
+        "one task runs.",
+        "- **SQLStore(engine)**: SQLAlchemy's default pool (`pool_size=5, max_overflow=10`), not in "
+        "autocommit.",
+        "- **sqlspec**: the store for the driver (`AsyncpgStore`, `PsycopgAsyncStore`, `AsyncmyStore`, "
+        "`AiosqliteStore`), its table made by its `create_table()`.",
+        "- **advanced-alchemy**: `SQLAlchemyStore` with a model on `StoreModelMixin`, on an `AsyncEngine` of "
+        "the same driver (SQLite: WAL and `synchronous=NORMAL` set on connect).",
+        f"- Every SQL store but `SQLStore(engine)` has at most {settings['pool_size']} connections "
+        f"(`SQLStore.with_url`: `pool_size={settings['pool_size']}, max_overflow=0`; the others' pools the "
+        "same size).",
+        "- Keys look like Litestar session IDs (64 hex characters); values are random bytes; `expires_in` "
+        f"and `renew_for` are {settings['expires_in']} s.",
+        "- Time per call: one task; in each round, for each operation and value size, each store in turn "
+        f"(the order rotates every round) makes {settings['batch']} calls, each timed alone; "
+        f"{settings['rounds']} rounds after a warm-up round, so {settings['batch'] * settings['rounds']:,} "
+        "calls per figure. The stores alternate every few milliseconds, so that a burst of noise hits them "
+        "all alike. `delete` removes rows that exist (written, untimed, just before).",
+        f"- Throughput: the session mix on {settings['keys']:,} keys, with "
+        f"{_and([str(t) for t in _tasks(results)])} tasks, {settings['seconds']} s per store per round, "
+        f"{settings['conc_rounds']} round{'s' if settings['conc_rounds'] != 1 else ''}, the stores "
+        "alternating; throughput = operations done ÷ time. With few cores shared by client and server, what "
+        "concurrency can gain is bounded by the cores over the CPU time one operation costs the client plus "
+        "the server (the CPU tables in [All figures](#all-figures) show the client's share).",
+    ]
+    if results.get("scale"):
+        out.append(
+            "- Large tables: `SQLStore.with_url` alone on tables of "
+            f"{_and([f'{int(n):,}' for n in settings['rows']])} rows (filled server-side with "
+            f"{settings['fill_value_bytes']}-byte values, then `VACUUM ANALYZE` / `ANALYZE`), measured "
+            f"interleaved with {settings['scale_keys']} working keys; then `delete_expired()` on the largest "
+            "table, its filler rows expired (the stores' clock is moved two days on)."
+        )
+    out += ["", *_noise(results), ""]
+    return out
+
+
+def _noise(results: dict[str, Any]) -> list[str]:
+    meta = results["meta"]
+    before, after = meta["load_before"], meta["load_after"]
+    foreign = float(meta.get("foreign_cores", 0.0))
+    out = [
+        "### Noise",
         "",
-        *_target_lines(checks, True),
+        f"- Load average (1, 5, 15 minutes) before the run: {', '.join(map(str, before['loadavg']))}; after: "
+        f"{', '.join(map(str, after['loadavg']))}.",
+        f"- Processes other than the benchmark and the database servers used {foreign * 100:.0f}% of a core "
+        "on average during the run"
+        + (
+            ": other work was running on the machine (and the servers may have served other clients too), "
+            "so the figures are noisier than on a quiet machine."
+            if _noisy(meta)
+            else "."
+        )
+        + (f" Busy processes at the start: {', '.join(before['busy'])}." if before["busy"] else ""),
+    ]
+    if meta.get("note"):
+        out.append(f"- Note from the person who ran it: {meta['note']}")
+    for dialect, group in results["groups"].items():
+        if group.get("attempts", 1) > 1:
+            out.append(
+                f"- {database(results, dialect)}: measured {group['attempts']} times, as the earlier attempt "
+                "was disturbed (server unreachable or several stores failing); the figures are the last "
+                "attempt's."
+            )
+    return out
+
+
+def _reproduce(results: dict[str, Any]) -> list[str]:
+    meta = results["meta"]
+    dialects = list(results["groups"])
+    servers = []
+    if any(d in dialects for d in ("asyncpg", "psycopg")):
+        env, default, _ = _SERVERS["asyncpg"]
+        servers.append(f"- PostgreSQL at `{default}` (or the URL in `{env}`)")
+    if "asyncmy" in dialects:
+        env, default, _ = _SERVERS["asyncmy"]
+        servers.append(f"- MariaDB or MySQL at `{default}` (or the URL in `{env}`)")
+    if "RedisStore" in results["settings"]["contenders"]:
+        servers.append(f"- Redis at `{REDIS_URL_DEFAULT}` (or the URL in `BENCH_REDIS_URL`)")
+    out = [
+        "## How to reproduce",
+        "",
+        "From a checkout of the sqlsession repository (the benchmark is in `bench/`, not in the package):",
+        "",
+        "```bash",
+        "pip install -e '.[bench]'",
+        "python -m bench",
+        "```",
         "",
     ]
-    return "\n".join(out)
+    if servers:
+        out += [
+            "It needs these servers (SQLite needs none); a database whose server does not answer is skipped, "
+            "and the page says so:",
+            "",
+            *servers,
+            "",
+        ]
+    out += [
+        f"It rewrites `docs/benchmarks.md` and `docs/benchmarks.png`; this run took "
+        f"{_duration(meta['duration_s'])}. Run it on a quiet machine. `python -m bench --help` lists "
+        "the options (some databases or stores only, other counts, `--json` for the raw results); this page "
+        f"came from `{meta['command']}`.",
+        "",
+    ]
+    return out
+
+
+def markdown(results: dict[str, Any], chart_name: str | None) -> str:
+    """``docs/benchmarks.md``: a page for the users of sqlsession, every figure from ``results``."""
+    meta = results["meta"]
+    disturbed = _noisy(meta) or any(g.get("attempts", 1) > 1 for g in results["groups"].values())
+    out: list[str] = [
+        "# Benchmarks",
+        "",
+        "How fast sqlsession's `SQLStore` is, next to the database driver under it and to the other stores a "
+        "Litestar application can use. Every figure on this page comes from one run of `python -m bench` on "
+        f"{meta['started']}, at sqlsession commit {_revision(meta)}, on a machine with "
+        f"{meta['machine']['nproc']} CPU cores (see [How it was measured](#how-it-was-measured)). Absolute "
+        "figures depend on the machine; the ratios between stores carry over better."
+        + (" The machine was not quiet during this run: see [Noise](#noise)." if disturbed else ""),
+        "",
+    ]
+    if "--quick" in meta["command"].split():
+        out += [
+            "**This page comes from a quick run (`--quick`): tiny counts, to check that the benchmark works. "
+            "Its figures are not meaningful.**",
+            "",
+        ]
+    out += _what(results)
+    out += _results(results)
+    if chart_name:
+        out += [
+            "## Chart",
+            "",
+            f"![Session mix throughput per database and store]({chart_name})",
+            "",
+            "The [throughput table](#throughput) as bars: operations per second of the session mix, per "
+            "database, value size and number of tasks (higher is better).",
+            "",
+        ]
+    out += _how(results)
+    out += _reproduce(results)
+    out += _details(results)
+    return "\n".join(out).rstrip("\n") + "\n"

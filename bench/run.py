@@ -333,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["meta"]["disturbed_note"] = _disturbed(results, args.note)
+    # the document words its noise section from these; the JSON keeps the one-line summary above
+    results["meta"]["note"] = args.note
+    results["meta"]["foreign_limit"] = FOREIGN_LIMIT
     print("\n".join(report.text_report(results)))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

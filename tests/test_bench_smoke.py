@@ -1,5 +1,6 @@
 """Smoke test of the benchmark harness (``python -m bench``): it runs, on SQLite with tiny counts,
-and produces its tables, targets and document. Benchmarks are not tests: no timing is asserted."""
+and produces its tables and targets (console) and its document (for users, without targets).
+Benchmarks are not tests: no timing is asserted."""
 
 from __future__ import annotations
 
@@ -60,8 +61,25 @@ def test_quick_run_prints_its_tables(capsys: pytest.CaptureFixture[str], tmp_pat
 
     document = (tmp_path / "benchmarks.md").read_text()
     assert document.startswith("# Benchmarks")
-    assert "## Targets" in document and "## sqlite" in document
-    if results["meta"]["packages"].get("matplotlib", "not installed") != "not installed":
+    # a page for users, in this order: what and why, the results, the chart, how, how to reproduce
+    charted = results["meta"]["packages"].get("matplotlib", "not installed") != "not installed"
+    sections = [line for line in document.splitlines() if line.startswith("## ")]
+    assert sections == [
+        "## What this measures and why",
+        "## Results",
+        *(["## Chart"] if charted else []),
+        "## How it was measured",
+        "## How to reproduce",
+        "## All figures",
+    ]
+    for text in ("### Throughput", "### Time per call", "### Large tables", "### SQLite (aiosqlite)"):
+        assert text in document
+    for label in ("raw driver", "SQLStore.with_url", "SQLStore(engine)", "pip install -e '.[bench]'"):
+        assert label in document
+    assert results["meta"]["revision"].split()[0] in document
+    # no developers' targets in it
+    assert "PASS" not in document and "FAIL" not in document and "target" not in document.lower()
+    if charted:
         assert (tmp_path / "benchmarks.png").stat().st_size > 0
 
 
@@ -79,5 +97,7 @@ def test_missing_libraries_are_reported_unavailable(
     assert "sqlite / advanced-alchemy: unavailable" in out
     assert "sqlite / RedisStore: unavailable" in out
     assert "== sqlite: sequential latency" in out and "== targets" in out
-    assert (tmp_path / "benchmarks.md").exists()
+    document = (tmp_path / "benchmarks.md").read_text()
+    assert "### Stores that did not run" in document and "| n/a |" in document
+    assert "## Chart" not in document
     assert not (tmp_path / "benchmarks.png").exists()
