@@ -1,6 +1,6 @@
 """A small Litestar app on sqlsession: server-side sessions, a cached route, a rate-limited route.
 
-    alembic upgrade head
+    python -m sqlsession upgrade
     litestar --app examples.app:app run --host 127.0.0.1 --port 8000
 
 Then open http://127.0.0.1:8000/ : the page shows the visit count kept in the session (in the

@@ -1,6 +1,6 @@
 """Store and read a value with sqlsession on the embedded SQLite default.
 
-Run `alembic upgrade head` first (it creates the table in ./sqlsession.db), then:
+Run `python -m sqlsession upgrade` first (it creates the table in ./sqlsession.db), then:
     python examples/quickstart.py
 """
 

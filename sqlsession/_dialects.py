@@ -4,7 +4,8 @@
 - the renew strategy, read off SQLAlchemy's dialect (``UPDATE ... RETURNING`` or not);
 - a ``DELETE`` of at most N rows (``LIMIT`` on MySQL, a key subquery elsewhere);
 - the default async driver for a plain URL, and the settings of an engine we create
-  (SQLite: WAL, ``synchronous=NORMAL``, a busy timeout);
+  (SQLite: WAL, ``synchronous=NORMAL``, a busy timeout; behind a transaction-mode pooler such as
+  PgBouncer, no named server-side prepared statements);
 - recognising in a driver error that the table does not exist, that the connection is gone, or
   that the server rolled the statement back (deadlock victim); whether switching a connection to
   autocommit costs round trips (MySQL);
@@ -28,6 +29,7 @@ from sqlalchemy.sql.dml import Insert
 
 __all__ = (
     "SQLITE_BUSY_TIMEOUT_MS",
+    "TRANSACTION_POOLING_CONNECT_ARGS",
     "DriverRunner",
     "async_url",
     "autocommit_is_local",
@@ -49,6 +51,15 @@ SQLITE_BUSY_TIMEOUT_MS = 15_000
 _DEFAULT_ASYNC_DRIVER = {
     "sqlite": "sqlite+aiosqlite",
     "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",  # the form many hosting providers hand out
+    "mysql": "mysql+asyncmy",
+    "mariadb": "mariadb+asyncmy",
+}
+# the async drivers the store runs on, and the extra of sqlsession that installs each
+_DRIVER_EXTRAS = {"aiosqlite": None, "asyncpg": "asyncpg", "psycopg": "psycopg", "asyncmy": "asyncmy"}
+_ADVICE = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg or postgresql+psycopg",
     "mysql": "mysql+asyncmy",
     "mariadb": "mariadb+asyncmy",
 }
@@ -113,19 +124,72 @@ def bounded_delete(
 
 
 def async_url(url: str | URL) -> URL:
-    """``url`` with the default async driver filled in when it names none (``sqlite:///x.db``)."""
+    """``url`` with the default async driver filled in when it names none (``sqlite:///x.db``,
+    ``postgres://...``); ``ValueError`` for a driver the store does not run on."""
     parsed = make_url(url)
     driver = _DEFAULT_ASYNC_DRIVER.get(parsed.drivername)
-    return parsed.set(drivername=driver) if driver else parsed
+    if driver:
+        parsed = parsed.set(drivername=driver)
+    check_driver(parsed.get_backend_name(), parsed.get_driver_name())
+    return parsed
 
 
-def configure_owned_engine(engine: AsyncEngine) -> None:
+def check_driver(backend: str, driver: str) -> None:
+    """``ValueError`` naming the supported drivers when ``backend+driver`` is not one of them."""
+    if driver.removesuffix("_async") in _DRIVER_EXTRAS:
+        return
+    supported = _ADVICE.get(backend, ", ".join(sorted(set(_DEFAULT_ASYNC_DRIVER.values()))))
+    raise ValueError(
+        f"sqlsession does not run on {backend}+{driver}: use {supported} "
+        f"(pip install 'sqlsession[all]' installs every supported driver)"
+    )
+
+
+def missing_driver(error: ImportError, url: URL) -> ImportError:
+    """The error for a driver that is not installed, naming the extra that installs it."""
+    driver = url.get_driver_name().removesuffix("_async")
+    extra = _DRIVER_EXTRAS.get(driver)
+    install = f"pip install 'sqlsession[{extra}]'" if extra else f"pip install {driver}"
+    return ModuleNotFoundError(
+        f"the {driver} driver for {url.drivername} is not installed: {install}", name=error.name
+    )
+
+
+# Connect arguments for a server behind a pooler in transaction (or statement) pooling mode, such as
+# PgBouncer with pool_mode = transaction: between two transactions, and so between two autocommitted
+# statements, the pooler may hand the client's session to another server connection, where a named
+# prepared statement of the first one does not exist (or another client's of the same name does).
+TRANSACTION_POOLING_CONNECT_ARGS: dict[str, dict[str, Any]] = {
+    # asyncpg prepares every statement that has parameters; with its statement cache off it uses the
+    # unnamed statement and parses it again in the same round trip as Bind/Execute (asyncpg does this
+    # for PgBouncer), for its own fetch/execute (our runner) and for the statements SQLAlchemy's adapter
+    # prepares and caches (Core). SQLAlchemy's prepared_statement_name_func is left alone: named
+    # statements, even uniquely named, are prepared and run in two round trips, which the pooler may
+    # send to two server connections when no transaction holds one.
+    "asyncpg": {"statement_cache_size": 0},
+    # psycopg prepares a statement server-side once it has run prepare_threshold (5) times
+    "psycopg": {"prepare_threshold": None},
+    # asyncmy and aiosqlite send no server-side prepared statements: nothing to change
+}
+
+
+def configure_owned_engine(engine: AsyncEngine, *, transaction_pooling: bool = False) -> None:
     """Settings for an engine the store creates itself.
 
     SQLite: WAL journal with ``synchronous=NORMAL`` (durable across application crashes; a power
     loss can drop the last transactions, not corrupt the file) and a busy timeout, so that
     several processes can write one file without "database is locked" reaching the caller.
+
+    ``transaction_pooling``: the server sits behind a transaction-mode pooler; every new connection
+    gets the driver's ``TRANSACTION_POOLING_CONNECT_ARGS`` (over any given in ``connect_args``).
     """
+    pooling_args = TRANSACTION_POOLING_CONNECT_ARGS.get(engine.dialect.driver)
+    if transaction_pooling and pooling_args:
+
+        def on_do_connect(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+            cparams.update(pooling_args)
+
+        event.listen(engine.sync_engine, "do_connect", on_do_connect)
     if engine.dialect.name != "sqlite":
         return
 

@@ -19,21 +19,25 @@ waits for the pool.
 
 Every failure is raised as :class:`StoreError` (the driver's error is its ``__cause__``). A statement
 that failed because the connection was lost (server restarted, connection killed: the pool's older
-connections are dropped too) or because the server rolled it back (deadlock victim, serialization
-failure) runs once more on a new connection. That is safe because every call is one autocommitted
-statement that gives the same result when run twice: upserts and deletes of given rows, reads,
-renewals to a given expiry, compare-and-set updates. The only visible difference: ``delete_expired``
-may count fewer rows (and leave a batch for its next run) when a batch had committed before the
-connection was lost.
+connections are dropped too) runs once more at once on a new connection; one the server rolled back
+(serialization failure, deadlock victim) runs up to ``ROLLED_BACK_ATTEMPTS`` times in all, after short
+random waits that double (``Attempts``), during which the call holds no connection. That is safe
+because every call is one autocommitted statement that gives the same result when run twice:
+upserts and deletes of given rows, reads, renewals to a given expiry, compare-and-set updates. The
+only visible difference: ``delete_expired`` may count fewer rows (and leave a batch for its next run)
+when a batch had committed before the connection was lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -43,9 +47,13 @@ from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.util import greenlet_spawn
 
 from . import _dialects
-from .errors import StoreError, TableMissingError
+from .errors import StoreError, TableMissingError, upgrade_hint
 
 __all__ = ("Executor", "Statement")
+
+logger = logging.getLogger("sqlsession")
+LOG_REPEAT_SECONDS = 60.0
+"""A failure with the same cause is logged again after this long, with the count of those between."""
 
 
 class Statement:
@@ -80,7 +88,7 @@ def _driver_error(error: BaseException) -> BaseException:
     return error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
 
 
-def _store_error(error: BaseException, table: str, pool: Pool) -> StoreError:
+def _store_error(error: BaseException, table: str, pool: Pool, url: URL) -> StoreError:
     if isinstance(error, PoolTimeoutError):
         return StoreError(
             f"store operation on table {table!r}: no connection was free within pool_timeout "
@@ -88,23 +96,57 @@ def _store_error(error: BaseException, table: str, pool: Pool) -> StoreError:
         )
     orig = _driver_error(error)
     if _dialects.is_missing_table(orig):
-        return TableMissingError(
-            f"the table {table!r} does not exist: run the migrations "
-            f"(`alembic upgrade head`, see the sqlsession README)"
-        )
+        return TableMissingError(f"the table {table!r} does not exist: run {upgrade_hint(url, table)}")
     # the driver's own message: SQLAlchemy's wrapper would also print the parameters (the values)
     return StoreError(f"store operation on table {table!r} failed: {type(orig).__name__}: {orig}")
 
 
 def _retryable(error: BaseException, driver_connection: Any) -> tuple[bool, bool]:
-    """``(disconnect, retryable)`` for an error raised by a statement."""
+    """``(disconnect, rolled_back)`` for an error raised by a statement."""
     if not isinstance(error, Exception):  # a cancellation
         return False, False
     orig = _driver_error(error)
     disconnect = _dialects.is_disconnect(orig, driver_connection) or (
         isinstance(error, DBAPIError) and error.connection_invalidated
     )
-    return disconnect, disconnect or _dialects.is_rolled_back(orig)
+    return disconnect, not disconnect and _dialects.is_rolled_back(orig)
+
+
+ROLLED_BACK_ATTEMPTS = 4
+"""Runs in all of a statement the server rolls back (serialization failure, deadlock victim): a
+one-row statement conflicts only with transactions on the same row at the same moment, so a conflict
+that outlasts three waits is lasting contention, where more attempts only add load; the waits add at
+most 35 ms to a call (17 ms on average)."""
+BACKOFF_FIRST = 0.005
+"""Seconds: the longest wait before the first run again; it doubles for each next one."""
+BACKOFF_MAX = 0.1
+"""Seconds: the longest wait before any run again."""
+
+
+class Attempts:
+    """What a call may still try after a failure: a disconnect runs the statement once more at once
+    (on a new connection), a rollback up to ``ROLLED_BACK_ATTEMPTS`` runs in all, each after a wait
+    drawn uniformly below a cap that doubles from ``BACKOFF_FIRST`` up to ``BACKOFF_MAX`` ("full
+    jitter": callers that conflicted once do not meet again at the same moment)."""
+
+    __slots__ = ("disconnects", "rollbacks")
+
+    def __init__(self) -> None:
+        self.disconnects = 0
+        self.rollbacks = 0
+
+    def next_delay(self, *, disconnect: bool, rolled_back: bool) -> float | None:
+        """Seconds to wait before running the statement again; ``None``: give up (raise)."""
+        if disconnect:
+            if self.disconnects:
+                return None
+            self.disconnects += 1
+            return 0.0
+        if not rolled_back or self.rollbacks >= ROLLED_BACK_ATTEMPTS - 1:
+            return None
+        cap = min(BACKOFF_MAX, BACKOFF_FIRST * 2**self.rollbacks)
+        self.rollbacks += 1
+        return random.uniform(0.0, cap)
 
 
 class Executor:
@@ -116,6 +158,7 @@ class Executor:
         "engine",
         "idle",
         "keep",
+        "last_failure",
         "owned",
         "pool",
         "runner",
@@ -136,6 +179,8 @@ class Executor:
         self.idle: dict[asyncio.AbstractEventLoop, list[PoolProxiedConnection]] = {}
         self.waiting: dict[asyncio.AbstractEventLoop, int] = {}  # our calls waiting for the pool
         self.closing: set[asyncio.Future[Any]] = set()
+        # the cause last logged, when, and how many failures with that cause went unlogged since
+        self.last_failure: tuple[str, float, int] = ("", 0.0, 0)
 
     # -- running statements ------------------------------------------------------------------------
 
@@ -162,7 +207,7 @@ class Executor:
         self, call: Callable[[Any, str, Any], Awaitable[Any]], stmt: Statement, params: Mapping[str, Any]
     ) -> Any:
         args = stmt.args(params)
-        retried = False
+        attempts = Attempts()
         while True:
             lease = await self._checkout()
             conn = lease.driver_connection
@@ -170,29 +215,33 @@ class Executor:
                 result = await call(conn, stmt.sql, args)
             except BaseException as error:
                 # synchronous: a repeated cancellation cannot interrupt it
-                disconnect, retryable = _retryable(error, conn)
+                disconnect, rolled_back = _retryable(error, conn)
                 self._discard(lease, error, disconnect)
-                if retried or not retryable:
+                delay = attempts.next_delay(disconnect=disconnect, rolled_back=rolled_back)
+                if delay is None:
                     if isinstance(error, Exception):
-                        raise _store_error(error, self.table, self.pool) from _driver_error(error)
+                        raise self._failed(error) from _driver_error(error)
                     raise
-                retried = True
-                continue
-            await self._give_back(lease)
-            return result
+            else:
+                await self._give_back(lease)
+                return result
+            if delay:  # holding no connection: a cancellation here leaves nothing to clean up
+                await asyncio.sleep(delay)
 
     async def _through_core(self, stmt: Statement, params: Mapping[str, Any], *, fetch: bool) -> Any:
-        retried = False
+        attempts = Attempts()
         while True:
             try:
                 return await self._core_once(stmt, params, fetch=fetch)
             except Exception as error:
-                retryable = _retryable(error, None)[1]
-                if retried or not retryable:
+                disconnect, rolled_back = _retryable(error, None)
+                delay = attempts.next_delay(disconnect=disconnect, rolled_back=rolled_back)
+                if delay is None:
                     # chained to the driver's error: SQLAlchemy's would print the statement's
                     # parameters (session data) into any logged traceback
-                    raise _store_error(error, self.table, self.pool) from _driver_error(error)
-                retried = True
+                    raise self._failed(error) from _driver_error(error)
+            if delay:  # the connection went back to the pool when _core_once returned
+                await asyncio.sleep(delay)
 
     async def _core_once(self, stmt: Statement, params: Mapping[str, Any], *, fetch: bool) -> Any:
         async with self.engine.connect() as conn:
@@ -214,6 +263,21 @@ class Executor:
                 await conn.commit()
             return value
 
+    def _failed(self, error: BaseException) -> StoreError:
+        """The ``StoreError`` for ``error``, logged: a cause is logged once, and again (with the
+        number of failures in between) while it goes on, at most every ``LOG_REPEAT_SECONDS``."""
+        failure = _store_error(error, self.table, self.pool, self.engine.url)
+        cause = str(failure)
+        last, logged_at, unlogged = self.last_failure
+        now = time.monotonic()
+        if cause != last or now - logged_at >= LOG_REPEAT_SECONDS:
+            again = f" ({unlogged} more failures like it since it was last logged)" if unlogged else ""
+            logger.error("sqlsession: %s%s", cause, again)
+            self.last_failure = (cause, now, 0)
+        else:
+            self.last_failure = (last, logged_at, unlogged + 1)
+        return failure
+
     # -- connections -------------------------------------------------------------------------------
 
     async def _checkout(self) -> PoolProxiedConnection:
@@ -229,7 +293,7 @@ class Executor:
                 try:
                     lease = await self._connect()
                 except Exception as error:
-                    raise _store_error(error, self.table, self.pool) from _driver_error(error)
+                    raise self._failed(error) from _driver_error(error)
                 owner = _dialects.connection_loop(lease.driver_connection)
                 if owner is None or owner is loop:
                     return lease

@@ -1,20 +1,45 @@
-"""Commands: ``delete-expired`` and ``stats``, in ``litestar sqlsession ...`` and ``python -m sqlsession``."""
+"""Commands on the store's table, the same in ``python -m sqlsession`` and ``litestar sqlsession``.
+
+- ``upgrade``: create the table (or bring it to the newest revision) with the bundled revisions.
+- ``downgrade``: drop it, after a confirmation that ``--yes`` skips.
+- ``current``: the revision the table is at, or "no table".
+- ``stats``: rows in all, expired, per namespace.
+- ``delete-expired``: delete the expired entries of the whole table.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .schema import DEFAULT_TABLE_NAME
-from .store import SQLStore, StoreStats
+from sqlalchemy.engine import URL
+
+from . import _dialects, _migrate
+from .errors import upgrade_hint
+from .schema import DEFAULT_TABLE_NAME, HEAD_REVISION
+from .store import DEFAULT_URL, SQLStore, StoreStats
 
 if TYPE_CHECKING:
     import click
 
 __all__ = ("format_stats", "litestar_group", "main")
+
+DESCRIPTION = (
+    "Manage the sqlsession table: create, upgrade or drop it with the bundled revisions, show its "
+    "revision and its rows, delete expired entries (e.g. from cron)."
+)
+URL_HELP = "database URL (default: $SQLSESSION_URL, else the embedded default sqlite:///sqlsession.db)"
+TABLE_HELP = "table name (default: $SQLSESSION_TABLE, else litestar_store)"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _namespace_label(path: tuple[str, ...]) -> str:
@@ -26,31 +51,62 @@ def _namespace_label(path: tuple[str, ...]) -> str:
 
 def format_stats(table: str, stats: StoreStats) -> str:
     """What ``stats`` prints: rows in all, expired, and per namespace."""
-    lines = [f"table {table}: {stats.rows} rows, {stats.expired} expired"]
+    lines = [f"table {table}: {_count(stats.rows, 'row')}, {stats.expired} expired"]
     lines += [
-        f"  {_namespace_label(path)}: {counts.rows} rows, {counts.expired} expired"
+        f"  {_namespace_label(path)}: {_count(counts.rows, 'row')}, {counts.expired} expired"
         for path, counts in stats.namespaces.items()
     ]
     return "\n".join(lines)
 
 
-async def _delete_expired(store: SQLStore) -> str:
-    deleted = await store.delete_expired()
-    return f"deleted {deleted} expired entries from {store.table.name}"
+# -- the commands: each runs on a root store (the whole table) and returns what to print ----------
+
+
+async def _upgrade(store: SQLStore) -> str:
+    table = store.table.name
+    before = await _migrate.state(store.engine, table)
+    await _migrate.upgrade(store.engine, table)
+    if before.exists and before.revisions == (HEAD_REVISION,):
+        return f"{table}: already at {HEAD_REVISION} (head)"
+    return f"{table}: upgraded to {HEAD_REVISION} (head)"
+
+
+async def _downgrade(store: SQLStore) -> str:
+    table = store.table.name
+    before = await _migrate.state(store.engine, table)
+    if not before.exists and not before.revisions:
+        return f"{table}: no table, nothing to drop"
+    await _migrate.downgrade(store.engine, table)
+    return f"{table}: dropped"
+
+
+async def _current(store: SQLStore) -> str:
+    table = store.table.name
+    return f"{table}: {(await _migrate.state(store.engine, table)).describe()}"
 
 
 async def _stats(store: SQLStore) -> str:
     return format_stats(store.table.name, await store.stats())
 
 
-async def _run(store: SQLStore, command: Callable[[SQLStore], Awaitable[str]]) -> str:
-    async with store:
-        return await command(store)
+async def _delete_expired(store: SQLStore) -> str:
+    deleted = await store.delete_expired()
+    entries = "entry" if deleted == 1 else "entries"
+    return f"deleted {deleted} expired {entries} from {store.table.name}"
 
 
-_COMMANDS: dict[str, tuple[Callable[[SQLStore], Awaitable[str]], str]] = {
-    "delete-expired": (_delete_expired, "Delete the expired entries of the whole table; print how many."),
-    "stats": (_stats, "Print the rows of the table: in all, expired, per namespace."),
+Command = Callable[[SQLStore], Awaitable[str]]
+# name -> (what it runs, help, whether it may create the database)
+_COMMANDS: dict[str, tuple[Command, str, bool]] = {
+    "upgrade": (_upgrade, "Create the table, or upgrade it to the newest revision.", True),
+    "downgrade": (_downgrade, "Drop the table and everything in it (asks first; --yes does not).", True),
+    "current": (_current, "Print the revision the table is at, or 'no table'.", False),
+    "stats": (_stats, "Print the rows of the table: in all, expired, per namespace.", False),
+    "delete-expired": (
+        _delete_expired,
+        "Delete the expired entries of the whole table; print how many.",
+        False,
+    ),
 }
 
 
@@ -58,19 +114,65 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sqlsession {delete-expired,stats} --url URL [--table NAME]`` (e.g. from cron)."""
-    parser = argparse.ArgumentParser(prog="python -m sqlsession", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, (_, help_text) in _COMMANDS.items():
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--url", required=True, help="database URL, e.g. postgresql://user@host/db")
-        sub.add_argument("--table", default=DEFAULT_TABLE_NAME, help="table name (default: %(default)s)")
-    args = parser.parse_args(argv)
-    command = _COMMANDS[args.command][0]
+def _missing_sqlite_file(url: URL) -> Path | None:
+    """The path of a SQLite database file that does not exist (a reading command must not make it)."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    path = Path(database)
+    return None if path.exists() else path
+
+
+def _confirm_drop(table: str, url: URL) -> bool:
+    question = (
+        f"Drop the table {table} at {url.render_as_string(hide_password=True)} and everything in it? [y/N] "
+    )
     try:
-        store = SQLStore.with_url(args.url, table_name=args.table, namespace=None)
-        print(asyncio.run(_run(store, command)))
+        return input(question).strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
+async def _run_on(store: SQLStore, command: Command) -> str:
+    async with store:
+        return await command(store)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sqlsession COMMAND [--url URL] [--table NAME]``; exit status 1 on failure."""
+    parser = argparse.ArgumentParser(prog="python -m sqlsession", description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text, _creates) in _COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--url", default=None, help=URL_HELP)
+        sub.add_argument("--table", default=None, help=TABLE_HELP)
+        sub.add_argument(
+            "--transaction-pooling",
+            action="store_true",
+            help="the URL is a pooler in transaction pooling mode (PgBouncer's pool_mode = transaction)",
+        )
+        if name == "downgrade":
+            sub.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    args = parser.parse_args(argv)
+    # the error is printed below; without logging configured, the store's log line would repeat it
+    logging.getLogger("sqlsession").addHandler(logging.NullHandler())
+    command, _, creates = _COMMANDS[args.command]
+    url_text = args.url or os.environ.get("SQLSESSION_URL") or DEFAULT_URL
+    table = args.table or os.environ.get("SQLSESSION_TABLE") or DEFAULT_TABLE_NAME
+    try:
+        url = _dialects.async_url(url_text)
+        store = SQLStore.with_url(  # no connection yet
+            url, table_name=table, namespace=None, transaction_pooling=args.transaction_pooling
+        )
+        missing = None if creates else _missing_sqlite_file(url)
+        if missing is not None:
+            raise FileNotFoundError(
+                f"no database file {missing} (a mistyped path? {upgrade_hint(url, table)} creates it)"
+            )
+        if args.command == "downgrade" and not args.yes and not _confirm_drop(table, url):
+            print("nothing dropped")
+            return 1
+        print(asyncio.run(_run_on(store, command)))
     except Exception as error:  # one line, no traceback: this runs from cron
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return 1
@@ -78,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def litestar_group() -> click.Group:
-    """The ``litestar sqlsession`` command group, working on the app's ``SQLStorePlugin``."""
+    """The ``litestar sqlsession`` command group, working on the table of the app's ``SQLStorePlugin``."""
     import click
     from litestar import Litestar
     from litestar.cli._utils import LitestarGroup
@@ -89,26 +191,43 @@ def litestar_group() -> click.Group:
     def group() -> None:
         """sqlsession: the app's SQL store table."""
 
-    def make(name: str, command: Callable[[SQLStore], Awaitable[str]], help_text: str) -> None:
-        def run(app: Litestar) -> None:
-            plugin = app.plugins.get(SQLStorePlugin)
-            root = plugin.store
-            store = SQLStore(root.engine, table_name=root.table.name, namespace=None)
+    def execute(app: Litestar, command: Command) -> None:
+        root = app.plugins.get(SQLStorePlugin).store
+        store = SQLStore(root.engine, table_name=root.table.name, namespace=None)
 
-            async def whole_table() -> str:
-                try:
-                    return await command(store)
-                finally:
-                    await store.close()
-                    await root.close()
-
+        async def whole_table() -> str:
             try:
-                click.echo(asyncio.run(whole_table()))
-            except Exception as error:
-                raise click.ClickException(_one_line(error)) from error
+                return await command(store)
+            finally:
+                await store.close()
+                await root.close()
+
+        try:
+            click.echo(asyncio.run(whole_table()))
+        except Exception as error:
+            raise click.ClickException(_one_line(error)) from error
+
+    def make(name: str, command: Command, help_text: str) -> None:
+        if name == "downgrade":
+
+            @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+            def drop(app: Litestar, yes: bool) -> None:
+                root = app.plugins.get(SQLStorePlugin).store
+                url = root.engine.url.render_as_string(hide_password=True)
+                if not yes:
+                    click.confirm(
+                        f"Drop the table {root.table.name} at {url} and everything in it?", abort=True
+                    )
+                execute(app, command)
+
+            group.command(name=name, help=help_text)(drop)
+            return
+
+        def run(app: Litestar) -> None:
+            execute(app, command)
 
         group.command(name=name, help=help_text)(run)
 
-    for name, (command, help_text) in _COMMANDS.items():
+    for name, (command, help_text, _) in _COMMANDS.items():
         make(name, command, help_text)
     return group

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from .schema import DEFAULT_TABLE_NAME
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
 __all__ = ("StoreError", "TableMissingError")
 
 
@@ -11,4 +18,12 @@ class StoreError(Exception):
 
 
 class TableMissingError(StoreError):
-    """The store's table does not exist: the migrations have not been run."""
+    """The store's table does not exist: the migrations have not been run (the message says
+    the command that creates it)."""
+
+
+def upgrade_hint(url: URL, table_name: str) -> str:
+    """The command that creates or upgrades the table, password masked (for error messages)."""
+    shown = url.render_as_string(hide_password=True)
+    table = "" if table_name == DEFAULT_TABLE_NAME else f" --table {table_name}"
+    return f"`python -m sqlsession upgrade --url '{shown}'{table}`"

@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .schema import DEFAULT_TABLE_NAME
-from .store import DEFAULT_MAX_VALUE_SIZE, SQLStore
+from .store import DEFAULT_MAX_VALUE_SIZE, DEFAULT_URL, SQLStore
 
 if TYPE_CHECKING:
     from click import Group
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ("DEFAULT_CLEANUP_INTERVAL", "DEFAULT_STORE_NAMES", "DEFAULT_URL", "SQLStorePlugin")
 
-DEFAULT_URL = "sqlite+aiosqlite:///sqlsession.db"
 DEFAULT_STORE_NAMES = ("sessions", "response_cache", "rate_limit")
 DEFAULT_CLEANUP_INTERVAL = 300.0
 """Seconds between two runs of the background cleanup (with random jitter of +/- half of it)."""
@@ -44,7 +43,7 @@ class SQLStorePlugin(InitPlugin, CLIPlugin):
     registered itself are kept.
     """
 
-    __slots__ = ("_cleanup_interval", "_cleanup_task", "_store", "_store_names")
+    __slots__ = ("_check_on_startup", "_cleanup_interval", "_cleanup_task", "_store", "_store_names")
 
     def __init__(
         self,
@@ -58,6 +57,8 @@ class SQLStorePlugin(InitPlugin, CLIPlugin):
         engine_options: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        transaction_pooling: bool = False,
+        check_on_startup: bool = True,
     ) -> None:
         """Configure the plugin.
 
@@ -73,12 +74,24 @@ class SQLStorePlugin(InitPlugin, CLIPlugin):
             engine_options: Extra ``create_async_engine`` arguments (with ``url`` only).
             clock: The stores' clock (Unix time in seconds).
             max_value_size: Largest value in bytes.
+            transaction_pooling: ``url`` points at a pooler in transaction pooling mode (PgBouncer's
+                ``pool_mode = transaction``): see ``SQLStore.with_url`` (with ``url`` only; configure
+                your own engine as the README says).
+            check_on_startup: At the app's start-up, check that the database answers and the
+                table exists at the expected revision (``SQLStore.check``); on failure the app
+                does not start, and the error says how to fix it. Turn it off for an app that
+                starts before its database.
         """
         if url is not None and engine is not None:
             raise ValueError("pass either url or engine, not both")
         if engine is not None:
             if engine_options:
                 raise ValueError("engine_options only apply when the plugin creates the engine from url")
+            if transaction_pooling:
+                raise ValueError(
+                    "transaction_pooling only applies when the plugin creates the engine from url; "
+                    "configure your engine for the pooler (see the README, 'Behind PgBouncer')"
+                )
             store = SQLStore(
                 engine, table_name=table_name, namespace=namespace, clock=clock, max_value_size=max_value_size
             )
@@ -90,6 +103,7 @@ class SQLStorePlugin(InitPlugin, CLIPlugin):
                 namespace=namespace,
                 clock=clock,
                 max_value_size=max_value_size,
+                transaction_pooling=transaction_pooling,
             )
         self._store = store
         names = tuple(store_names) if not isinstance(store_names, str) else (store_names,)
@@ -97,6 +111,9 @@ class SQLStorePlugin(InitPlugin, CLIPlugin):
             if not isinstance(name, str):
                 raise TypeError(f"store names must be str, not {type(name).__name__}")
         self._store_names = tuple(dict.fromkeys(names))
+        if not isinstance(check_on_startup, bool):
+            raise TypeError(f"check_on_startup must be a bool, not {type(check_on_startup).__name__}")
+        self._check_on_startup = check_on_startup
         self._cleanup_interval = _interval(cleanup_interval)
         self._cleanup_task: asyncio.Task[None] | None = None
 
@@ -151,7 +168,14 @@ class SQLStorePlugin(InitPlugin, CLIPlugin):
 
     @asynccontextmanager
     async def lifespan(self, app: Litestar | None = None) -> AsyncIterator[None]:
-        """Run the background cleanup while the app runs; dispose an engine the plugin created."""
+        """Check the table (``check_on_startup``), run the background cleanup while the app runs,
+        dispose an engine the plugin created."""
+        if self._check_on_startup:
+            try:
+                await self._store.check()
+            except BaseException:
+                await self._store.close()
+                raise
         if self._cleanup_interval is not None and self._cleanup_task is None:
             self._cleanup_task = asyncio.create_task(self._cleanup_loop(self._cleanup_interval))
         try:

@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Final
 
 from sqlalchemy import BigInteger, Column, Index, LargeBinary, MetaData, Table
 from sqlalchemy.dialects import mysql
 
 __all__ = (
     "DEFAULT_TABLE_NAME",
+    "HEAD_REVISION",
     "KEY_HASH_SIZE",
     "NAMESPACE_MAX_BYTES",
     "bounded_name",
     "expires_at_index_name",
     "store_table",
     "validate_table_name",
+    "version_table_name",
 )
 
 DEFAULT_TABLE_NAME = "litestar_store"
@@ -58,6 +61,19 @@ def bounded_name(prefix: str, table_name: str, suffix: str) -> str:
     digest = hashlib.sha256(table_name.encode()).hexdigest()[:8]
     keep = _MAX_IDENTIFIER - len(prefix) - len(suffix) - len(digest) - 1
     return f"{prefix}{table_name[:keep]}_{digest}{suffix}"
+
+
+HEAD_REVISION: Final = "sqlsession_0001"
+"""The newest of the revisions in ``sqlsession/migrations``: the layout this version of the store
+expects (the tests prove it is the head of the revisions)."""
+REVISION_PREFIX: Final = "sqlsession_"
+"""Every revision of sqlsession's branch has an id that starts with this."""
+
+
+def version_table_name(table_name: str) -> str:
+    """Name of the table where sqlsession's own Alembic environment records the revision of
+    the table called ``table_name``."""
+    return bounded_name("sqlsession_version_", table_name, "")
 
 
 def expires_at_index_name(table_name: str) -> str:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "DEFAULT_MAX_VALUE_SIZE",
+    "DEFAULT_URL",
     "DELETE_BATCH_SIZE",
     "NamespaceStats",
     "SQLStore",
@@ -37,6 +38,9 @@ __all__ = (
     "StoreStats",
     "TableMissingError",
 )
+
+DEFAULT_URL: Final = "sqlite+aiosqlite:///sqlsession.db"
+"""The embedded default: a SQLite file in the working directory."""
 
 DEFAULT_MAX_VALUE_SIZE: Final = 4 * 1024 * 1024
 """4 MiB: fits MySQL/MariaDB's default ``max_allowed_packet`` (16 MiB) even fully escaped."""
@@ -232,6 +236,7 @@ class SQLStore(NamespacedStore):
     ) -> None:
         if not isinstance(engine, AsyncEngine):
             raise TypeError(f"engine must be a sqlalchemy AsyncEngine, not {type(engine).__name__}")
+        _dialects.check_driver(engine.dialect.name, engine.dialect.driver)
         if namespace is not None and not isinstance(namespace, str):
             raise TypeError(f"namespace must be a str or None, not {type(namespace).__name__}")
         if not callable(clock):
@@ -263,23 +268,37 @@ class SQLStore(NamespacedStore):
         namespace: str | None = "LITESTAR",
         clock: Callable[[], float] = time.time,
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        transaction_pooling: bool = False,
     ) -> SQLStore:
         """Create a store with an engine of its own, disposed by ``__aexit__``.
 
         A URL without a driver gets the async default (``sqlite+aiosqlite``,
-        ``postgresql+asyncpg``, ``mysql+asyncmy``). The engine runs in autocommit mode
-        (every operation is one atomic statement); on SQLite it uses WAL, ``synchronous=NORMAL``
-        and a busy timeout. ``engine_options`` go to ``create_async_engine`` (``pool_size``,
-        ``max_overflow``, ``connect_args``, ...); ``isolation_level`` cannot be changed.
+        ``postgresql+asyncpg`` also for ``postgres://``, ``mysql+asyncmy``, ``mariadb+asyncmy``);
+        a driver the store does not run on is a ``ValueError``, a supported one that is not
+        installed a ``ModuleNotFoundError`` that names the extra to install. The engine runs in
+        autocommit mode (every operation is one atomic statement); on SQLite it uses WAL,
+        ``synchronous=NORMAL`` and a busy timeout. ``engine_options`` go to
+        ``create_async_engine`` (``pool_size``, ``max_overflow``, ``connect_args``, ...);
+        ``isolation_level`` cannot be changed.
+
+        ``transaction_pooling=True``: the URL points at a pooler in transaction (or statement)
+        pooling mode, such as PgBouncer with ``pool_mode = transaction``, which may run two
+        statements of one connection on two server connections. The PostgreSQL drivers then use no
+        named server-side prepared statements: asyncpg gets ``statement_cache_size=0``, psycopg
+        ``prepare_threshold=None`` (over any given in ``connect_args``). Other drivers need nothing.
         """
         options: dict[str, Any] = dict(engine_options or {})
         # errors must not carry the parameters (session data) into logs
         options.setdefault("hide_parameters", True)
         if options.setdefault("isolation_level", "AUTOCOMMIT") != "AUTOCOMMIT":
             raise ValueError("the store runs in autocommit: engine_options cannot set isolation_level")
-        engine = create_async_engine(_dialects.async_url(url), **options)
+        parsed = _dialects.async_url(url)
         try:
-            _dialects.configure_owned_engine(engine)
+            engine = create_async_engine(parsed, **options)
+        except ImportError as error:
+            raise _dialects.missing_driver(error, parsed) from error
+        try:
+            _dialects.configure_owned_engine(engine, transaction_pooling=transaction_pooling)
             store = cls.__new__(cls)
             executor = Executor(engine, owned=True, keep=_kept_connections(engine, options))
             store._init(engine, table_name, namespace, clock, max_value_size, executor)
@@ -462,6 +481,16 @@ class SQLStore(NamespacedStore):
         return ranged, {**params, "lo": bounds[0], "hi": bounds[1]}
 
     # -- life cycle -------------------------------------------------------------------------
+
+    async def check(self) -> None:
+        """Raise unless the database answers and the table exists with the store's columns, at the
+        revision this version of sqlsession expects (a table made without the migrations, by
+        ``metadata.create_all``, has no revision recorded and passes). The error says how to fix it:
+        ``TableMissingError`` names the ``python -m sqlsession upgrade`` command; ``StoreError``
+        otherwise. ``SQLStorePlugin`` runs it at the app's start-up."""
+        from . import _migrate  # Alembic, only when asked
+
+        await _migrate.check(self._shared.engine, self._shared.table.name)
 
     async def close(self) -> None:
         """Give back the connections this store holds on this event loop; if the store created its

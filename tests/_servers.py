@@ -255,3 +255,199 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         yield server
     finally:
         server.close()
+
+
+# -- PgBouncer ------------------------------------------------------------------------------------
+
+PGBOUNCER = "pgbouncer"
+
+
+class PgBouncerUnavailable(Exception):
+    """This machine cannot run a private PgBouncer (not installed, no unprivileged user)."""
+
+
+class PrivatePgBouncer:
+    """A PgBouncer of the test run's own in front of a PostgreSQL server (``host``, ``port``,
+    ``database``), on a free port of 127.0.0.1: ``start()``, ``url(driver)``, ``close()``.
+
+    It runs in the foreground as a child of the test process (as an unprivileged user when this
+    process is root: PgBouncer refuses to run as root, like PostgreSQL), with a configuration file
+    it writes in a temporary directory: trust authentication for ``user``, no Unix socket, and by
+    default ``pool_mode = transaction`` with ``pool_size`` server connections kept open
+    (``min_pool_size``) and handed out in turn (``server_round_robin``), so that two statements in a
+    row of one client usually run on different server connections, as under load in production.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        database: str,
+        user: str = "postgres",
+        password: str = "",
+        *,
+        pool_mode: str = "transaction",
+        pool_size: int = 2,
+    ) -> None:
+        binary = shutil.which(PGBOUNCER) or next(
+            (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.access(p, os.X_OK)), None
+        )
+        if binary is None:
+            raise PgBouncerUnavailable("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+        try:
+            self.user = _server_user()
+        except ServerUnavailable as reason:
+            raise PgBouncerUnavailable(str(reason)) from None
+        self.binary = binary
+        self.target = (host, port, database, user)
+        self.password = password  # for PgBouncer's own logins to the server
+        self.pool_mode, self.pool_size = pool_mode, pool_size
+        self.root = Path(tempfile.mkdtemp(prefix="sqlsession-pgbouncer-"))
+        self.config = self.root / "pgbouncer.ini"
+        self.log = self.root / "pgbouncer.log"
+        self.port: int | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        _bouncers.add(self)
+        if self.user is not None:
+            os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
+
+    def __repr__(self) -> str:
+        return f"PrivatePgBouncer(port={self.port}, pool_mode={self.pool_mode!r}, root={self.root})"
+
+    def url(self, driver: str = "asyncpg") -> str:
+        """E.g. ``postgresql+asyncpg://postgres@127.0.0.1:<port>/test``."""
+        assert self.port is not None, "start() PgBouncer first"
+        _host, _port, database, user = self.target
+        return f"postgresql+{driver}://{user}@127.0.0.1:{self.port}/{database}"
+
+    def _write_config(self) -> None:
+        host, port, database, user = self.target
+        (self.root / "userlist.txt").write_text(f'"{user}" "{self.password}"\n')
+        (self.root / "userlist.txt").chmod(0o600)
+        self.config.write_text(
+            "\n".join(
+                [
+                    "[databases]",
+                    f"{database} = host={host} port={port} dbname={database}",
+                    "[pgbouncer]",
+                    "listen_addr = 127.0.0.1",
+                    f"listen_port = {self.port}",
+                    "unix_socket_dir =",
+                    "auth_type = trust",
+                    f"auth_file = {self.root / 'userlist.txt'}",
+                    f"logfile = {self.log}",
+                    f"pool_mode = {self.pool_mode}",
+                    f"default_pool_size = {self.pool_size}",
+                    f"min_pool_size = {self.pool_size}",
+                    "server_round_robin = 1",
+                    "max_client_conn = 200",
+                    "ignore_startup_parameters = extra_float_digits",
+                    "",
+                ]
+            )
+        )
+        if self.user is not None:
+            for path in (self.config, self.root / "userlist.txt"):
+                os.chown(path, self.user.pw_uid, self.user.pw_gid)
+
+    def _log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def _accepts(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port or 0), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 30) -> None:
+        """Start PgBouncer on a free port and wait until it accepts connections."""
+        if self.process is not None and self.process.poll() is None:
+            return
+        as_user: dict[str, Any] = {}
+        if self.user is not None:
+            as_user = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
+        for _attempt in range(3):  # a free port taken again by someone in between: another one
+            self.port = _free_port()
+            self._write_config()
+            self.process = subprocess.Popen(
+                [self.binary, str(self.config)],
+                cwd=self.root,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root), "LC_ALL": "C"},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                **as_user,
+            )
+            deadline = time.monotonic() + timeout
+            while self.process.poll() is None and not self._accepts():
+                if time.monotonic() > deadline:
+                    self.close()
+                    raise AssertionError(f"PgBouncer not ready on port {self.port} after {timeout} s")
+                time.sleep(0.02)
+            if self.process.poll() is None:
+                return
+            if "Address already in use" not in self._log_tail():
+                break
+        raise AssertionError(f"PgBouncer ({self.root}) exited while starting:\n{self._log_tail()}")
+
+    def close(self) -> None:
+        """Stop PgBouncer (SIGTERM, then SIGKILL) and remove its directory. Idempotent."""
+        _bouncers.discard(self)
+        process, self.process = self.process, None
+        try:
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(10)
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> PrivatePgBouncer:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+_bouncers: set[PrivatePgBouncer] = set()
+
+
+@atexit.register
+def _close_all_bouncers() -> None:
+    for bouncer in list(_bouncers):
+        bouncer.close()
+
+
+def private_pgbouncer_for(url: str, **options: Any) -> PrivatePgBouncer:
+    """A started PgBouncer in front of the server of ``url`` (its host, port, database and user);
+    no ``pgbouncer``: skipped, or failed with ``SQLSESSION_REQUIRE_ALL_DIALECTS=1``."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    try:
+        bouncer = PrivatePgBouncer(
+            parsed.host or "127.0.0.1",
+            parsed.port or 5432,
+            parsed.database or "postgres",
+            parsed.username or "postgres",
+            parsed.password or "",
+            **options,
+        )
+    except PgBouncerUnavailable as reason:
+        if os.environ.get("SQLSESSION_REQUIRE_ALL_DIALECTS") == "1":
+            pytest.fail(f"SQLSESSION_REQUIRE_ALL_DIALECTS=1 but cannot run a private PgBouncer: {reason}")
+        pytest.skip(f"cannot run a private PgBouncer: {reason}")
+    try:
+        bouncer.start()
+    except BaseException:
+        bouncer.close()
+        raise
+    return bouncer

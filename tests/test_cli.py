@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from sqlsession.cli import main
+from sqlsession import NamespaceStats, SQLStore, StoreStats
+from sqlsession.cli import format_stats, main
+
+from .conftest import unique_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +29,11 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("sqlite:///{tmp}/empty.db", "run the migrations"),
+        ("sqlite:///{tmp}/missing.db", "no database file"),
+        (
+            "sqlite:///{tmp}/empty.db",
+            "does not exist: run `python -m sqlsession upgrade --url 'sqlite+aiosqlite",
+        ),
         ("postgresql://postgres:s3cretpw@127.0.0.1:1/test", "Connect call failed"),
         ("mysql://nobody:s3cretpw@127.0.0.1:1/test", "Can't connect"),
         ("not a url", "Could not parse"),
@@ -32,6 +43,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_failures_are_one_line_and_a_non_zero_exit(
     tmp_path: Path, command: str, url: str, message: str
 ) -> None:
+    (tmp_path / "empty.db").touch()
     result = run(command, "--url", url.format(tmp=tmp_path))
     assert result.returncode == 1
     assert result.stdout == ""
@@ -51,5 +63,115 @@ def test_invalid_table_name_is_an_error(tmp_path: Path) -> None:
 
 def test_usage_errors_exit_with_2() -> None:
     with pytest.raises(SystemExit) as exited:
-        main(["stats"])  # --url is required
+        main(["stats", "--no-such-option"])
     assert exited.value.code == 2
+
+
+# -- the first hour: create the table from the installed package, see where it is, drop it -----------
+
+
+@pytest.fixture
+def server_url(url: str, dialect: str) -> str:
+    """This dialect's URL as a user writes it for the commands: no driver named (the default one)."""
+    if dialect == "psycopg":
+        return url
+    parsed = make_url(url)
+    return parsed.set(drivername=parsed.get_backend_name()).render_as_string(hide_password=False)
+
+
+async def _has_table(url: str, table: str) -> bool:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(lambda sync: inspect(sync).has_table(table))
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrade_current_and_downgrade_manage_the_table(
+    url: str, server_url: str, dialect: str
+) -> None:
+    table = unique_table()
+    where = ["--url", server_url, "--table", table]
+    before = run("current", *where)
+    if dialect == "sqlite":  # no file yet: only upgrade makes one
+        assert before.returncode == 1
+        assert "no database file" in before.stderr
+    else:
+        assert before.returncode == 0, before.stderr
+        assert f"{table}: no table" in before.stdout
+
+    upgraded = run("upgrade", *where)
+    assert upgraded.returncode == 0, upgraded.stderr
+    try:
+        assert await _has_table(url, table)
+        current = run("current", *where)
+        assert current.returncode == 0, current.stderr
+        assert f"{table}: sqlsession_0001 (head)" in current.stdout
+        async with SQLStore.with_url(server_url, table_name=table) as store:
+            await store.set("k", b"v")
+            assert await store.get("k") == b"v"
+        again = run("upgrade", *where)  # idempotent
+        assert again.returncode == 0, again.stderr
+    finally:
+        downgraded = run("downgrade", "--yes", *where)
+    assert downgraded.returncode == 0, downgraded.stderr
+    assert not await _has_table(url, table)
+    assert not await _has_table(url, f"sqlsession_version_{table}")
+    assert f"{table}: no table" in run("current", *where).stdout
+
+
+def test_url_defaults_to_the_environment_variable(tmp_path: Path) -> None:
+    database = tmp_path / "from-env.db"
+    env = {**os.environ, "SQLSESSION_URL": f"sqlite:///{database}"}
+    command = [sys.executable, "-m", "sqlsession", "upgrade"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert database.exists()
+    assert not (tmp_path / "sqlsession.db").exists()
+    stats = subprocess.run(
+        [sys.executable, "-m", "sqlsession", "stats"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert stats.returncode == 0, stats.stderr
+    assert "table litestar_store: 0 rows, 0 expired" in stats.stdout
+
+
+def test_without_url_or_variable_the_commands_use_the_plugins_default_file(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SQLSESSION_URL"}
+    command = [sys.executable, "-m", "sqlsession", "upgrade"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "sqlsession.db").exists()
+
+
+@pytest.mark.parametrize("command", ["stats", "delete-expired", "current"])
+def test_commands_that_read_never_create_a_database_file(tmp_path: Path, command: str) -> None:
+    missing = tmp_path / "mistyped.db"
+    result = run(command, "--url", f"sqlite:///{missing}")
+    assert result.returncode == 1
+    assert "no database file" in result.stderr
+    assert "upgrade" in result.stderr
+    assert not missing.exists()
+
+
+def test_downgrade_asks_before_dropping_and_no_keeps_the_table(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'keep.db'}"
+    assert run("upgrade", "--url", url).returncode == 0
+    command = [sys.executable, "-m", "sqlsession", "downgrade", "--url", url]
+    answered = subprocess.run(command, cwd=ROOT, input="n\n", capture_output=True, text=True, timeout=120)
+    assert answered.returncode == 1
+    assert "litestar_store" in answered.stdout  # the question names the table
+    assert "litestar_store: sqlsession_0001 (head)" in run("current", "--url", url).stdout
+
+
+def test_help_is_plain_text() -> None:
+    for args in ([], ["upgrade"], ["downgrade"], ["current"], ["stats"], ["delete-expired"]):
+        result = run(*args, "--help")
+        assert result.returncode == 0, result.stderr
+        assert "``" not in result.stdout
+        assert ":func:" not in result.stdout
+
+
+def test_counts_are_singular_for_one() -> None:
+    stats = StoreStats(rows=1, expired=1, namespaces={("a",): NamespaceStats(1, 1)})
+    assert format_stats("t", stats) == "table t: 1 row, 1 expired\n  a: 1 row, 1 expired"

@@ -117,7 +117,7 @@ async def test_missing_table_says_to_run_the_migrations(
         "delete_expired": store.delete_expired,
     }
     try:
-        with pytest.raises(TableMissingError, match="alembic upgrade head") as caught:
+        with pytest.raises(TableMissingError, match="python -m sqlsession upgrade") as caught:
             await calls[operation]()
         assert store.table.name in str(caught.value)
     finally:
@@ -180,7 +180,7 @@ async def test_errors_never_carry_the_values_into_tracebacks(make_store: Callabl
         with pytest.raises(TableMissingError) as caught:
             await store.set("k", ("SECRET-" + "SESSION-DATA").encode())  # not in this source line
         printed = "".join(traceback.format_exception(caught.value))
-        assert "alembic upgrade head" in printed
+        assert "python -m sqlsession upgrade" in printed
         assert "SECRET-SESSION-DATA" not in printed
     finally:
         await store.__aexit__(None, None, None)

@@ -6,19 +6,20 @@ import os
 import subprocess
 import sys
 import textwrap
-import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from sqlsession import SQLStore
 from sqlsession._dialects import async_url
-from sqlsession.schema import expires_at_index_name
+from sqlsession._migrate import alembic_config
+from sqlsession.schema import DEFAULT_TABLE_NAME, HEAD_REVISION, REVISION_PREFIX, expires_at_index_name
 
 from .conftest import create_table, drop_table, unique_table
 
@@ -194,11 +195,7 @@ async def test_user_alembic_environment_applies_the_shipped_revisions(tmp_path: 
     assert described["primary_key"] == ["namespace", "key_hash"]
 
 
-def test_wheel_ships_the_revisions_and_py_typed(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)]
-    result = run(command, cwd=ROOT, env={})
-    assert result.returncode == 0, result.stderr
-    (wheel,) = tmp_path.glob("sqlsession-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    assert "sqlsession/migrations/0001_create_store_table.py" in names
-    assert "sqlsession/py.typed" in names
+def test_the_store_expects_the_newest_bundled_revision() -> None:
+    script = ScriptDirectory.from_config(alembic_config(DEFAULT_TABLE_NAME, None))  # type: ignore[arg-type]
+    assert script.get_heads() == [HEAD_REVISION]
+    assert all(rev.revision.startswith(REVISION_PREFIX) for rev in script.walk_revisions())

@@ -1,0 +1,1 @@
+"""The Alembic environment of sqlsession's own commands and of this repository's ``alembic.ini``."""
