@@ -175,3 +175,26 @@ def test_help_is_plain_text() -> None:
 def test_counts_are_singular_for_one() -> None:
     stats = StoreStats(rows=1, expired=1, namespaces={("a",): NamespaceStats(1, 1)})
     assert format_stats("t", stats) == "table t: 1 row, 1 expired\n  a: 1 row, 1 expired"
+
+
+def test_the_litestar_group_has_the_same_commands(tmp_path: Path) -> None:
+    database = tmp_path / "app.db"
+    env = {**os.environ, "SQLSESSION_URL": f"sqlite:///{database}", "SQLSESSION_TABLE": "app_store"}
+    litestar = [sys.executable, "-m", "litestar", "--app", "examples.app:app", "sqlsession"]
+
+    def run_in_app(*args: str, answer: str = "") -> subprocess.CompletedProcess[str]:
+        command = [*litestar, *args]
+        return subprocess.run(
+            command, cwd=ROOT, env=env, input=answer, capture_output=True, text=True, timeout=120
+        )
+
+    upgraded = run_in_app("upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "app_store: upgraded to sqlsession_0001 (head)" in upgraded.stdout
+    assert "app_store: sqlsession_0001 (head)" in run_in_app("current").stdout
+    refused = run_in_app("downgrade", answer="n\n")
+    assert refused.returncode != 0
+    assert "app_store: sqlsession_0001 (head)" in run_in_app("current").stdout
+    dropped = run_in_app("downgrade", "--yes")
+    assert dropped.returncode == 0, dropped.stderr
+    assert "app_store: no table" in run_in_app("current").stdout
