@@ -1,7 +1,8 @@
 """Print pip constraints that pin every direct runtime dependency to its lower bound.
 
-Runtime dependencies: [project] dependencies, and the extras that the ``all`` extra names (the
-drivers); each must have a ``>=`` bound. Test tools are left to resolve to their latest versions.
+Runtime dependencies: [project] dependencies, the extras that the ``all`` extra names (the
+drivers), and the feature extras in ``FEATURE_EXTRAS`` (``encryption``); each must have a ``>=``
+bound. Test tools are left to resolve to their latest versions.
 Usage (Python 3.11+): python3 .ci/lowest_constraints.py [pyproject.toml] > constraints.txt
 """
 
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import tomllib
 
+# optional features whose packages the tests use (the test extra installs them) beside ``all``
+FEATURE_EXTRAS = ("encryption",)
 # name, [extras], version specifiers (before any ";" marker)
 REQUIREMENT = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?\s*([^;]*)")
 
@@ -21,7 +24,11 @@ def lowest(pyproject: Path) -> list[str]:
     project = tomllib.loads(pyproject.read_text())["project"]
     extras = project.get("optional-dependencies", {})
     pending = [*project.get("dependencies", []), *extras.get("all", [])]
-    own, seen = project["name"].lower().replace("_", "-"), {"all"}
+    for feature in FEATURE_EXTRAS:
+        if feature not in extras:
+            sys.exit(f"pyproject.toml has no extra {feature!r}")
+        pending += extras[feature]
+    own, seen = project["name"].lower().replace("_", "-"), {"all", *FEATURE_EXTRAS}
     pins: dict[str, str] = {}
     while pending:
         requirement = pending.pop(0)

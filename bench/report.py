@@ -237,6 +237,7 @@ def scale_tables(results: dict[str, Any], markdown: bool) -> list[str]:
     headers = [
         first,
         "expired rows",
+        "live rows",
         "deleted",
         "delete_expired() s",
         "get p50 / p99 before (µs)",
@@ -244,7 +245,7 @@ def scale_tables(results: dict[str, Any], markdown: bool) -> list[str]:
         "gets during",
     ]
     if markdown:
-        headers[3:] = [
+        headers[4:] = [
             "time (s)",
             "get, before: median / p99 (µs)",
             "get, during: median / p99 (µs)",
@@ -256,10 +257,12 @@ def scale_tables(results: dict[str, Any], markdown: bool) -> list[str]:
         if not info:
             continue
         before, during = info["baseline"], info["during"]
+        loaded = part["rows"][str(info["rows"])]
         rows.append(
             [
                 where(dialect),
-                f"{int(part['rows'][str(info['rows'])]['filled']):,}",
+                f"{int(loaded.get('expiring', loaded['filled'])):,}",
+                f"{int(loaded.get('live', 0)):,}",
                 f"{int(info['deleted']):,}",
                 f"{info['seconds']:.2f}",
                 f"{_fmt(before['median_us'])} / {_fmt(before['p99_us'])}",

@@ -89,7 +89,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--rows",
         type=_ints,
         default=None,
-        help="table sizes of the scale part, e.g. 1000,1000000 (default; --quick: 1000,20000); 0 skips it",
+        help=(
+            "table sizes of the scale part, e.g. 1000,2000000 (default; --quick: 1000,20000); "
+            "the largest is half expiring, half live; 0 skips it"
+        ),
     )
     parser.add_argument("--no-scale", action="store_true", help="skip the scale part")
     parser.add_argument("--only-scale", action="store_true", help="run the scale part alone")

@@ -65,8 +65,8 @@ class Settings:
     # every SQL contender gets at most this many connections (sqlsession: pool_size, max_overflow=0)
     pool_size: int = 10
     # scale part: sqlsession alone, sequential ops on tables of these many rows, and delete_expired()
-    # on the largest; empty = skip
-    rows: tuple[int, ...] = (1_000, 1_000_000)
+    # on the largest, where half the rows expire and half stay live; empty = skip
+    rows: tuple[int, ...] = (1_000, 2_000_000)
     scale_keys: int = 64
     scale_rounds: int = 24
     fill_value_bytes: int = 128

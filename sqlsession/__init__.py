@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .errors import StoreError, TableMissingError
+from ._sealing import parse_encryption_keys
+from .errors import StoreError, StoreUnavailableError, TableMissingError
 from .plugin import SQLStorePlugin
 from .schema import DEFAULT_TABLE_NAME, store_table
 from .store import (
@@ -22,6 +23,8 @@ __all__ = (
     "SQLStorePlugin",
     "StoreError",
     "StoreStats",
+    "StoreUnavailableError",
     "TableMissingError",
+    "parse_encryption_keys",
     "store_table",
 )

@@ -6,9 +6,9 @@
 - the default async driver for a plain URL, and the settings of an engine we create
   (SQLite: WAL, ``synchronous=NORMAL``, a busy timeout; behind a transaction-mode pooler such as
   PgBouncer, no named server-side prepared statements);
-- recognising in a driver error that the table does not exist, that the connection is gone, or
-  that the server rolled the statement back (deadlock victim); whether switching a connection to
-  autocommit costs round trips (MySQL);
+- recognising in a driver error that the table does not exist, that the connection is gone, that
+  the database cannot be reached, or that the server rolled the statement back (deadlock victim);
+  whether switching a connection to autocommit costs round trips (MySQL);
 - how to run a compiled statement on each driver's own connection, in autocommit whatever the
   engine's isolation level: asyncpg, psycopg, asyncmy, aiosqlite; the event loop a driver's
   connection is bound to. Parameters are plain ``bytes``, ``int`` and ``None``, which every one of
@@ -21,11 +21,24 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Delete, Table, delete, event, literal_column, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Delete,
+    Table,
+    any_,
+    column,
+    delete,
+    event,
+    func,
+    literal_column,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import ColumnClause
 
 __all__ = (
     "SQLITE_BUSY_TIMEOUT_MS",
@@ -41,6 +54,7 @@ __all__ = (
     "is_disconnect",
     "is_missing_table",
     "is_rolled_back",
+    "is_unreachable",
     "renew_with_returning",
     "upsert_statement",
 )
@@ -118,9 +132,18 @@ def bounded_delete(
             # an int rendered in the SQL text: the statement is compiled once, for the driver
             return stmt.ext(mysql_limit(literal_column(str(int(limit)))))
         return stmt.with_dialect_options(mysql_limit=limit)
+    # The batch is chosen in a subquery; ``where`` is checked again on each row the DELETE reaches,
+    # so that a row renewed or replaced after the subquery read it (READ COMMITTED re-reads the
+    # newest version of a row it has to wait for) is not deleted.
+    if dialect.name == "postgresql":
+        # by physical row address: no join back through the primary key (five times faster on a
+        # table of two million rows than the primary key form below)
+        ctid: ColumnClause[Any] = column("ctid")
+        rows = select(ctid).select_from(table).where(*where).limit(limit)
+        return delete(table).where(ctid == any_(func.array(rows.scalar_subquery())), *where)
     key = tuple_(*table.primary_key.columns)
     batch = select(*table.primary_key.columns).where(*where).limit(limit)
-    return delete(table).where(key.in_(batch))
+    return delete(table).where(key.in_(batch), *where)
 
 
 def async_url(url: str | URL) -> URL:
@@ -266,6 +289,49 @@ def is_disconnect(error: BaseException, driver_connection: Any = None) -> bool:
     return _closed(driver_connection)
 
 
+# PostgreSQL refusing connections for now: starting up or shutting down, too many connections
+_PG_UNAVAILABLE = frozenset({"57P03", "53300"})
+# MySQL/MariaDB: cannot connect (socket, TCP, unknown host), too many connections
+_MYSQL_UNAVAILABLE = frozenset({1040, 2002, 2003, 2005})
+# SQLite primary result codes: busy beyond the busy timeout, I/O error, cannot open the file
+_SQLITE_UNAVAILABLE = frozenset({5, 10, 14})
+_SQLITE_UNAVAILABLE_MESSAGES = frozenset(
+    {"database is locked", "disk I/O error", "unable to open database file"}
+)
+# psycopg reports a failed connection without a SQLSTATE; these say the server was not reached
+# or refuses connections for now (the server's own refusals start with "FATAL:")
+_PSYCOPG_UNAVAILABLE = ("starting up", "shutting down", "too many", "recovery mode")
+
+
+def is_unreachable(error: BaseException, driver_connection: Any = None) -> bool:
+    """Whether a driver error means that the database could not be reached: the connection was
+    lost or refused, the server is down, starting, shutting down or has no connection left, the
+    host is unknown or did not answer in time; SQLite's file cannot be opened, read or locked in
+    time. Not: a missing table, a wrong password or database name, or any other error the server
+    answered with (those are mistakes to fix, not outages to ride out)."""
+    if is_disconnect(error, driver_connection) or isinstance(error, OSError):  # OSError: TimeoutError too
+        return True
+    code = _error_code(error)
+    if isinstance(code, int) and code in _MYSQL_UNAVAILABLE:
+        return True
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate in _PG_UNAVAILABLE
+    sqlite_code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(sqlite_code, int):
+        return sqlite_code & 0xFF in _SQLITE_UNAVAILABLE
+    if type(error).__module__ == "sqlite3":  # Python 3.10: no error code, the message only
+        return str(error) in _SQLITE_UNAVAILABLE_MESSAGES
+    if type(error).__module__.startswith("psycopg"):
+        if type(error).__name__ == "ConnectionTimeout":
+            return True
+        message = str(error)
+        return message.startswith("connection failed") and (
+            "FATAL:" not in message or any(sign in message for sign in _PSYCOPG_UNAVAILABLE)
+        )
+    return False
+
+
 def autocommit_is_local(dialect: Dialect) -> bool:
     """Whether switching a pooled connection to autocommit and back costs no round trip.
 
@@ -349,16 +415,36 @@ class _Asyncmy:
             await conn.commit()
 
 
+def _sqlite_run(db: Any, sql: str, args: Any, fetch: bool) -> Any:
+    """In aiosqlite's thread, on the ``sqlite3`` connection: the statement, its rows or row count,
+    and the commit of a transaction ``sqlite3`` opened before a write (an engine not in
+    autocommit); all in one hop to the thread."""
+    cursor = db.execute(sql, args)
+    try:
+        result = cursor.fetchall() if fetch else cursor.rowcount
+    finally:
+        cursor.close()
+    if db.in_transaction:
+        db.commit()
+    return result
+
+
 class _Aiosqlite:
+    # aiosqlite runs each call in its thread through the private ``_execute(fn, *args)``, the one
+    # way to run execute, fetch and commit in one hop (its public calls take one hop each); an
+    # aiosqlite without it gets the public calls
     async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]:
-        # one hop to the connection's thread for execute and fetch together; a read opens no
-        # transaction in sqlite3's default mode
-        rows: Sequence[Sequence[Any]] = await conn.execute_fetchall(sql, args)
+        if hasattr(conn, "_execute"):
+            rows: Sequence[Sequence[Any]] = await conn._execute(_sqlite_run, conn._conn, sql, args, True)
+            return rows
+        rows = await conn.execute_fetchall(sql, args)
         if conn.in_transaction:  # UPDATE ... RETURNING, not in autocommit
             await conn.commit()
         return rows
 
     async def rowcount(self, conn: Any, sql: str, args: Any) -> int:
+        if hasattr(conn, "_execute"):
+            return int(await conn._execute(_sqlite_run, conn._conn, sql, args, False))
         cursor = await conn.execute(sql, args)
         if conn.in_transaction:  # not in autocommit, sqlite3 opened a transaction before the write
             await conn.commit()

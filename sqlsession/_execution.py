@@ -17,7 +17,10 @@ calls, per event loop (never more than ``pool_size - 1``, and none when the pool
 which saves the checkout. They are returned by ``close()``, and before any of the store's own calls
 waits for the pool.
 
-Every failure is raised as :class:`StoreError` (the driver's error is its ``__cause__``). A statement
+Every failure is raised as :class:`StoreError` (the driver's error is its ``__cause__``), as
+:class:`StoreUnavailableError` when the database could not be reached; a call made with
+``fail_open`` (a store with ``on_error="miss"``) answers that as a miss instead, and a circuit
+breaker (``_breaker``) holds such calls back without trying after repeated failures. A statement
 that failed because the connection was lost (server restarted, connection killed: the pool's older
 connections are dropped too) runs once more at once on a new connection; one the server rolled back
 (serialization failure, deadlock victim) runs up to ``ROLLED_BACK_ATTEMPTS`` times in all, after short
@@ -47,7 +50,8 @@ from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.util import greenlet_spawn
 
 from . import _dialects
-from .errors import StoreError, TableMissingError, upgrade_hint
+from ._breaker import Breaker
+from .errors import StoreError, StoreUnavailableError, TableMissingError, upgrade_hint
 
 __all__ = ("Executor", "Statement")
 
@@ -88,9 +92,9 @@ def _driver_error(error: BaseException) -> BaseException:
     return error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
 
 
-def _store_error(error: BaseException, table: str, pool: Pool, url: URL) -> StoreError:
+def _store_error(error: BaseException, table: str, pool: Pool, url: URL, *, unreachable: bool) -> StoreError:
     if isinstance(error, PoolTimeoutError):
-        return StoreError(
+        return StoreUnavailableError(
             f"store operation on table {table!r}: no connection was free within pool_timeout "
             f"({pool.status()}); raise pool_size or max_overflow, or find what holds the connections"
         )
@@ -98,7 +102,10 @@ def _store_error(error: BaseException, table: str, pool: Pool, url: URL) -> Stor
     if _dialects.is_missing_table(orig):
         return TableMissingError(f"the table {table!r} does not exist: run {upgrade_hint(url, table)}")
     # the driver's own message: SQLAlchemy's wrapper would also print the parameters (the values)
-    return StoreError(f"store operation on table {table!r} failed: {type(orig).__name__}: {orig}")
+    message = f"store operation on table {table!r} failed: {type(orig).__name__}: {orig}"
+    if unreachable or _dialects.is_unreachable(orig):
+        return StoreUnavailableError(message)
+    return StoreError(message)
 
 
 def _retryable(error: BaseException, driver_connection: Any) -> tuple[bool, bool]:
@@ -153,12 +160,14 @@ class Executor:
     """Runs a store's statements on an engine's pool (see the module's docstring)."""
 
     __slots__ = (
+        "breaker",
         "checkin_commits",
         "closing",
         "engine",
         "idle",
         "keep",
         "last_failure",
+        "last_miss",
         "owned",
         "pool",
         "runner",
@@ -181,21 +190,51 @@ class Executor:
         self.closing: set[asyncio.Future[Any]] = set()
         # the cause last logged, when, and how many failures with that cause went unlogged since
         self.last_failure: tuple[str, float, int] = ("", 0.0, 0)
+        # calls that could not reach the database: shared by the store and its namespaces
+        self.breaker = Breaker()
+        # when a call answered as a miss was last logged, and how many were not logged since
+        self.last_miss: tuple[float | None, int] = (None, 0)
 
     # -- running statements ------------------------------------------------------------------------
 
-    async def rows(self, stmt: Statement, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        if self.runner is None or self._traced():
-            rows: Sequence[Sequence[Any]] = await self._through_core(stmt, params, fetch=True)
-        else:
-            rows = await self._native(self.runner.rows, stmt, params)
+    async def rows(
+        self, stmt: Statement, params: Mapping[str, Any], *, fail_open: bool = False
+    ) -> Sequence[Sequence[Any]]:
+        """The rows of ``stmt``. ``fail_open``: when the database cannot be reached (or the breaker
+        holds calls back), no rows instead of ``StoreUnavailableError``."""
+        if fail_open and not self.breaker.allow():
+            self._missed(None)
+            return ()
+        try:
+            if self.runner is None or self._traced():
+                rows: Sequence[Sequence[Any]] = await self._through_core(stmt, params, fetch=True)
+            else:
+                rows = await self._native(self.runner.rows, stmt, params)
+        except StoreError as failure:
+            if self._failed_open(failure, fail_open):
+                return ()
+            raise
+        if self.breaker.failures:
+            self._reached()
         return rows
 
-    async def rowcount(self, stmt: Statement, params: Mapping[str, Any]) -> int:
-        if self.runner is None or self._traced():
-            count: int = await self._through_core(stmt, params, fetch=False)
-        else:
-            count = await self._native(self.runner.rowcount, stmt, params)
+    async def rowcount(self, stmt: Statement, params: Mapping[str, Any], *, fail_open: bool = False) -> int:
+        """The rows ``stmt`` changed. ``fail_open``: when the database cannot be reached (or the
+        breaker holds calls back), ``0`` (nothing was done) instead of ``StoreUnavailableError``."""
+        if fail_open and not self.breaker.allow():
+            self._missed(None)
+            return 0
+        try:
+            if self.runner is None or self._traced():
+                count: int = await self._through_core(stmt, params, fetch=False)
+            else:
+                count = await self._native(self.runner.rowcount, stmt, params)
+        except StoreError as failure:
+            if self._failed_open(failure, fail_open):
+                return 0
+            raise
+        if self.breaker.failures:
+            self._reached()
         return count
 
     def _traced(self) -> bool:
@@ -220,7 +259,7 @@ class Executor:
                 delay = attempts.next_delay(disconnect=disconnect, rolled_back=rolled_back)
                 if delay is None:
                     if isinstance(error, Exception):
-                        raise self._failed(error) from _driver_error(error)
+                        raise self._failed(error, unreachable=disconnect) from _driver_error(error)
                     raise
             else:
                 await self._give_back(lease)
@@ -239,7 +278,7 @@ class Executor:
                 if delay is None:
                     # chained to the driver's error: SQLAlchemy's would print the statement's
                     # parameters (session data) into any logged traceback
-                    raise self._failed(error) from _driver_error(error)
+                    raise self._failed(error, unreachable=disconnect) from _driver_error(error)
             if delay:  # the connection went back to the pool when _core_once returned
                 await asyncio.sleep(delay)
 
@@ -263,10 +302,49 @@ class Executor:
                 await conn.commit()
             return value
 
-    def _failed(self, error: BaseException) -> StoreError:
-        """The ``StoreError`` for ``error``, logged: a cause is logged once, and again (with the
-        number of failures in between) while it goes on, at most every ``LOG_REPEAT_SECONDS``."""
-        failure = _store_error(error, self.table, self.pool, self.engine.url)
+    def _failed(self, error: BaseException, *, unreachable: bool = False) -> StoreError:
+        """The ``StoreError`` for ``error``: ``StoreUnavailableError`` when the database could not
+        be reached (``unreachable``: known to be so already)."""
+        return _store_error(error, self.table, self.pool, self.engine.url, unreachable=unreachable)
+
+    def _failed_open(self, failure: StoreError, fail_open: bool) -> bool:
+        """Count a failure to reach the database in the breaker; whether the call answers it as a
+        miss (``fail_open``), logged as a warning, or raises it, logged as an error."""
+        unreachable = isinstance(failure, StoreUnavailableError)
+        if unreachable:
+            self.breaker.failed()
+        if unreachable and fail_open:
+            self._missed(failure)
+            return True
+        self._log_failure(failure)
+        return False
+
+    def _missed(self, failure: StoreError | None) -> None:
+        """A call answered as a miss (``failure``: why; ``None``: held back by the breaker). Logged
+        as a warning at most every ``LOG_REPEAT_SECONDS``, with the number of misses in between."""
+        logged_at, unlogged = self.last_miss
+        now = time.monotonic()
+        if logged_at is not None and now - logged_at < LOG_REPEAT_SECONDS:
+            self.last_miss = (logged_at, unlogged + 1)
+            return
+        cause = str(failure) if failure is not None else "calls are held back after repeated failures"
+        again = f" ({unlogged} more since the last warning)" if unlogged else ""
+        logger.warning(
+            "sqlsession: the database cannot be reached, stores with on_error='miss' answer reads as "
+            "misses and skip writes: %s%s",
+            cause,
+            again,
+        )
+        self.last_miss = (now, 0)
+
+    def _reached(self) -> None:
+        """A call reached the database after failures: the breaker closes."""
+        if self.breaker.succeeded():
+            logger.info("sqlsession: the database can be reached again")
+
+    def _log_failure(self, failure: StoreError) -> None:
+        """Log a failure that is raised: a cause is logged once, and again (with the number of
+        failures in between) while it goes on, at most every ``LOG_REPEAT_SECONDS``."""
         cause = str(failure)
         last, logged_at, unlogged = self.last_failure
         now = time.monotonic()
@@ -276,7 +354,6 @@ class Executor:
             self.last_failure = (cause, now, 0)
         else:
             self.last_failure = (last, logged_at, unlogged + 1)
-        return failure
 
     # -- connections -------------------------------------------------------------------------------
 

@@ -5,25 +5,29 @@
 - ``current``: the revision the table is at, or "no table".
 - ``stats``: rows in all, expired, per namespace.
 - ``delete-expired``: delete the expired entries of the whole table.
+- ``reseal``: rewrite the live values under the first encryption key (keys from
+  ``$SQLSESSION_ENCRYPTION_KEYS``; with the plugin, the app's), so that an old key can be dropped.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL
 
 from . import _dialects, _migrate
+from ._sealing import ENCRYPTION_KEYS_ENV, parse_encryption_keys
 from .errors import upgrade_hint
 from .schema import DEFAULT_TABLE_NAME, HEAD_REVISION
-from .store import DEFAULT_URL, SQLStore, StoreStats
+from .store import DEFAULT_URL, RESEAL_BATCH_SIZE, SQLStore, StoreStats
 
 if TYPE_CHECKING:
     import click
@@ -36,6 +40,7 @@ DESCRIPTION = (
 )
 URL_HELP = "database URL (default: $SQLSESSION_URL, else the embedded default sqlite:///sqlsession.db)"
 TABLE_HELP = "table name (default: $SQLSESSION_TABLE, else litestar_store)"
+BATCH_HELP = f"rows read per statement (default: {RESEAL_BATCH_SIZE})"
 
 
 def _count(number: int, noun: str) -> str:
@@ -95,6 +100,13 @@ async def _delete_expired(store: SQLStore) -> str:
     return f"deleted {deleted} expired {entries} from {store.table.name}"
 
 
+async def _reseal(store: SQLStore, batch_size: int = RESEAL_BATCH_SIZE) -> str:
+    resealed = await store.reseal(batch_size=batch_size)
+    ids = store.encryption_key_ids
+    under = f" under key id {ids[0]}" if ids else ""
+    return f"resealed {_count(resealed, 'row')} of {store.table.name}{under}"
+
+
 Command = Callable[[SQLStore], Awaitable[str]]
 # name -> (what it runs, help, whether it may create the database)
 _COMMANDS: dict[str, tuple[Command, str, bool]] = {
@@ -105,6 +117,12 @@ _COMMANDS: dict[str, tuple[Command, str, bool]] = {
     "delete-expired": (
         _delete_expired,
         "Delete the expired entries of the whole table; print how many.",
+        False,
+    ),
+    "reseal": (
+        _reseal,
+        "Rewrite the live values under the first encryption key, compressed as configured, in "
+        "batches beside live traffic; print how many. Keys: $SQLSESSION_ENCRYPTION_KEYS.",
         False,
     ),
 }
@@ -153,6 +171,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if name == "downgrade":
             sub.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        if name == "reseal":
+            sub.add_argument("--batch-size", type=int, default=RESEAL_BATCH_SIZE, help=BATCH_HELP)
+            sub.add_argument(
+                "--compress-min-size",
+                type=int,
+                default=None,
+                help="compress values of at least this many bytes (when smaller); default: none",
+            )
+            sub.add_argument(
+                "--read-unsealed",
+                action="store_true",
+                help="also seal the values stored without encryption (they are trusted: see the README)",
+            )
     args = parser.parse_args(argv)
     # the error is printed below; without logging configured, the store's log line would repeat it
     logging.getLogger("sqlsession").addHandler(logging.NullHandler())
@@ -161,8 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = args.table or os.environ.get("SQLSESSION_TABLE") or DEFAULT_TABLE_NAME
     try:
         url = _dialects.async_url(url_text)
+        sealing = _sealing_options(args) if args.command == "reseal" else {}
+        if args.command == "reseal":
+            command = functools.partial(_reseal, batch_size=args.batch_size)
         store = SQLStore.with_url(  # no connection yet
-            url, table_name=table, namespace=None, transaction_pooling=args.transaction_pooling
+            url, table_name=table, namespace=None, transaction_pooling=args.transaction_pooling, **sealing
         )
         missing = None if creates else _missing_sqlite_file(url)
         if missing is not None:
@@ -177,6 +211,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _sealing_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The reseal command's sealing keywords: keys from the environment (never the command line)."""
+    keys = parse_encryption_keys(os.environ.get(ENCRYPTION_KEYS_ENV, ""))
+    if not keys and args.compress_min_size is None:
+        raise ValueError(
+            f"nothing to reseal with: set {ENCRYPTION_KEYS_ENV} (comma-separated keys, each base64 "
+            "or 64 hex digits of 32 bytes, the first seals) or pass --compress-min-size"
+        )
+    return {
+        "encryption_keys": keys,
+        "compress_min_size": args.compress_min_size,
+        "read_unsealed": args.read_unsealed,
+    }
 
 
 def litestar_group() -> click.Group:
@@ -194,6 +243,7 @@ def litestar_group() -> click.Group:
     def execute(app: Litestar, command: Command) -> None:
         root = app.plugins.get(SQLStorePlugin).store
         store = SQLStore(root.engine, table_name=root.table.name, namespace=None)
+        store._shared.sealer = root._shared.sealer  # the app's compression and keys (reseal)
 
         async def whole_table() -> str:
             try:
@@ -208,6 +258,14 @@ def litestar_group() -> click.Group:
             raise click.ClickException(_one_line(error)) from error
 
     def make(name: str, command: Command, help_text: str) -> None:
+        if name == "reseal":
+
+            @click.option("--batch-size", type=int, default=RESEAL_BATCH_SIZE, help=BATCH_HELP)
+            def reseal(app: Litestar, batch_size: int) -> None:
+                execute(app, functools.partial(_reseal, batch_size=batch_size))
+
+            group.command(name=name, help=help_text)(reseal)
+            return
         if name == "downgrade":
 
             @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")

@@ -9,12 +9,19 @@ from .schema import DEFAULT_TABLE_NAME
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
-__all__ = ("StoreError", "TableMissingError")
+__all__ = ("StoreError", "StoreUnavailableError", "TableMissingError")
 
 
 class StoreError(Exception):
     """An operation of the store failed in the database, its driver or the engine's pool
     (the driver's or pool's error is the ``__cause__``)."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database could not be reached: connection refused or lost, server down or starting,
+    no pooled connection free within ``pool_timeout``, SQLite's file unavailable; or the store's
+    circuit breaker is holding calls back after repeated such failures. A store with
+    ``on_error="miss"`` answers these as misses instead of raising."""
 
 
 class TableMissingError(StoreError):

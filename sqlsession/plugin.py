@@ -7,9 +7,10 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from litestar.plugins import CLIPlugin, InitPlugin
@@ -18,7 +19,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .schema import DEFAULT_TABLE_NAME
-from .store import DEFAULT_MAX_VALUE_SIZE, DEFAULT_URL, SQLStore
+from .store import DEFAULT_MAX_VALUE_SIZE, DEFAULT_URL, OnError, SQLStore, check_on_error
 
 if TYPE_CHECKING:
     from click import Group
@@ -26,11 +27,23 @@ if TYPE_CHECKING:
     from litestar.config.app import AppConfig
     from litestar.stores.base import Store
 
-__all__ = ("DEFAULT_CLEANUP_INTERVAL", "DEFAULT_STORE_NAMES", "DEFAULT_URL", "SQLStorePlugin")
+__all__ = (
+    "DEFAULT_CLEANUP_INTERVAL",
+    "DEFAULT_ON_ERROR",
+    "DEFAULT_STORE_NAMES",
+    "DEFAULT_URL",
+    "SQLStorePlugin",
+)
 
 DEFAULT_STORE_NAMES = ("sessions", "response_cache", "rate_limit")
 DEFAULT_CLEANUP_INTERVAL = 300.0
 """Seconds between two runs of the background cleanup (with random jitter of +/- half of it)."""
+DEFAULT_ON_ERROR: Mapping[str, OnError] = MappingProxyType(
+    {"sessions": "raise", "response_cache": "miss", "rate_limit": "miss"}
+)
+"""The plugin's ``on_error`` per store name: the response cache and the rate limit fail open (a
+database that cannot be reached means no caching and no limit), sessions fail (a request must not
+run without its session). Any other name: ``"raise"``."""
 
 logger = logging.getLogger("sqlsession")
 
@@ -43,7 +56,15 @@ class SQLStorePlugin(InitPlugin, CLIPlugin):
     registered itself are kept.
     """
 
-    __slots__ = ("_check_on_startup", "_cleanup_interval", "_cleanup_task", "_store", "_store_names")
+    __slots__ = (
+        "_check_on_startup",
+        "_cleanup_interval",
+        "_cleanup_task",
+        "_on_error",
+        "_on_error_other",
+        "_store",
+        "_store_names",
+    )
 
     def __init__(
         self,
@@ -59,6 +80,11 @@ class SQLStorePlugin(InitPlugin, CLIPlugin):
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
         transaction_pooling: bool = False,
         check_on_startup: bool = True,
+        renew_threshold: float = 0.0,
+        on_error: OnError | Mapping[str, OnError] = DEFAULT_ON_ERROR,
+        compress_min_size: int | None = None,
+        encryption_keys: Sequence[bytes] = (),
+        read_unsealed: bool = False,
     ) -> None:
         """Configure the plugin.
 
@@ -81,9 +107,33 @@ class SQLStorePlugin(InitPlugin, CLIPlugin):
                 table exists at the expected revision (``SQLStore.check``); on failure the app
                 does not start, and the error says how to fix it. Turn it off for an app that
                 starts before its database.
+            renew_threshold: Of every store: renewals that would move an expiry by at most this
+                part of ``renew_for`` only read (see ``SQLStore``); ``0``: every renewal writes.
+            on_error: What a store does when the database cannot be reached: ``"raise"``
+                (``StoreUnavailableError``) or ``"miss"`` (reads find nothing, writes do nothing;
+                see ``SQLStore``). One value for every store name, or a mapping from store names
+                to values, over ``DEFAULT_ON_ERROR`` (``"miss"`` for ``response_cache`` and
+                ``rate_limit``, ``"raise"`` for ``sessions``); names in neither raise.
+            compress_min_size: Of every store: values of at least this many bytes are stored
+                compressed (when smaller); see ``SQLStore``.
+            encryption_keys: Of every store: 32-byte keys that encrypt the values (the first seals,
+                every one opens); see ``SQLStore``. ``litestar sqlsession reseal`` re-seals the
+                table under the first.
+            read_unsealed: With ``encryption_keys``, also read values stored unencrypted.
         """
         if url is not None and engine is not None:
             raise ValueError("pass either url or engine, not both")
+        # every check that needs no engine comes first: a refused option leaves no engine behind
+        names = tuple(store_names) if not isinstance(store_names, str) else (store_names,)
+        for name in names:
+            if not isinstance(name, str):
+                raise TypeError(f"store names must be str, not {type(name).__name__}")
+        self._store_names = tuple(dict.fromkeys(names))
+        if not isinstance(check_on_startup, bool):
+            raise TypeError(f"check_on_startup must be a bool, not {type(check_on_startup).__name__}")
+        self._check_on_startup = check_on_startup
+        self._cleanup_interval = _interval(cleanup_interval)
+        self._on_error_other, self._on_error = _on_error_by_name(on_error)
         if engine is not None:
             if engine_options:
                 raise ValueError("engine_options only apply when the plugin creates the engine from url")
@@ -93,7 +143,15 @@ class SQLStorePlugin(InitPlugin, CLIPlugin):
                     "configure your engine for the pooler (see the README, 'Behind PgBouncer')"
                 )
             store = SQLStore(
-                engine, table_name=table_name, namespace=namespace, clock=clock, max_value_size=max_value_size
+                engine,
+                table_name=table_name,
+                namespace=namespace,
+                clock=clock,
+                max_value_size=max_value_size,
+                renew_threshold=renew_threshold,
+                compress_min_size=compress_min_size,
+                encryption_keys=encryption_keys,
+                read_unsealed=read_unsealed,
             )
         else:
             store = SQLStore.with_url(
@@ -104,17 +162,12 @@ class SQLStorePlugin(InitPlugin, CLIPlugin):
                 clock=clock,
                 max_value_size=max_value_size,
                 transaction_pooling=transaction_pooling,
+                renew_threshold=renew_threshold,
+                compress_min_size=compress_min_size,
+                encryption_keys=encryption_keys,
+                read_unsealed=read_unsealed,
             )
         self._store = store
-        names = tuple(store_names) if not isinstance(store_names, str) else (store_names,)
-        for name in names:
-            if not isinstance(name, str):
-                raise TypeError(f"store names must be str, not {type(name).__name__}")
-        self._store_names = tuple(dict.fromkeys(names))
-        if not isinstance(check_on_startup, bool):
-            raise TypeError(f"check_on_startup must be a bool, not {type(check_on_startup).__name__}")
-        self._check_on_startup = check_on_startup
-        self._cleanup_interval = _interval(cleanup_interval)
         self._cleanup_task: asyncio.Task[None] | None = None
 
     @property
@@ -132,9 +185,14 @@ class SQLStorePlugin(InitPlugin, CLIPlugin):
         """Seconds between background cleanups, ``None`` when off."""
         return self._cleanup_interval
 
+    def on_error_for(self, name: str) -> OnError:
+        """The ``on_error`` of the store of ``name``."""
+        return self._on_error.get(name, self._on_error_other)
+
     def store_for(self, name: str) -> SQLStore:
-        """The store registered (or registrable) under ``name``: a namespace of the table."""
-        return self._store.with_namespace(name)
+        """The store registered (or registrable) under ``name``: a namespace of the table, with the
+        ``on_error`` configured for that name."""
+        return self._store.with_namespace(name, on_error=self.on_error_for(name))
 
     def _default_factory(self, name: str) -> Store:
         return self.store_for(name)
@@ -201,6 +259,21 @@ class SQLStorePlugin(InitPlugin, CLIPlugin):
                 logger.exception("sqlsession: deleting expired entries failed; trying again next interval")
             else:
                 logger.debug("sqlsession: deleted %d expired entries", deleted)
+
+
+def _on_error_by_name(value: OnError | Mapping[str, OnError]) -> tuple[OnError, dict[str, OnError]]:
+    """The ``on_error`` of names not listed, and of each listed name."""
+    if isinstance(value, str):
+        return check_on_error(value), {}
+    if not isinstance(value, Mapping):
+        kind = type(value).__name__
+        raise TypeError(f"on_error must be 'raise', 'miss' or a mapping of store names to them, not {kind}")
+    by_name = dict(DEFAULT_ON_ERROR)
+    for name, choice in value.items():
+        if not isinstance(name, str):
+            raise TypeError(f"on_error's store names must be str, not {type(name).__name__}")
+        by_name[name] = check_on_error(choice, f"on_error[{name!r}]")
+    return "raise", by_name
 
 
 def _interval(value: float | timedelta | None) -> float | None:

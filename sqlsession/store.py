@@ -7,10 +7,24 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from litestar.stores.base import NamespacedStore
-from sqlalchemy import BigInteger, MetaData, Table, bindparam, case, delete, func, null, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    MetaData,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    null,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
@@ -18,6 +32,7 @@ from sqlalchemy.pool import QueuePool
 from . import _dialects
 from ._execution import Executor, Statement
 from ._keys import decode_namespace, encode_namespace, key_digest, namespace_range
+from ._sealing import Sealer
 from .errors import StoreError, TableMissingError
 from .schema import DEFAULT_TABLE_NAME, store_table
 
@@ -32,7 +47,9 @@ __all__ = (
     "DEFAULT_MAX_VALUE_SIZE",
     "DEFAULT_URL",
     "DELETE_BATCH_SIZE",
+    "RESEAL_BATCH_SIZE",
     "NamespaceStats",
+    "OnError",
     "SQLStore",
     "StoreError",
     "StoreStats",
@@ -48,8 +65,34 @@ DEFAULT_MAX_VALUE_SIZE: Final = 4 * 1024 * 1024
 DELETE_BATCH_SIZE: Final = 5000
 """Rows per ``DELETE`` statement of ``delete_expired``: no statement holds locks for long."""
 
+RESEAL_BATCH_SIZE: Final = 500
+"""Rows read per ``SELECT`` of ``reseal`` (each row is then rewritten by a statement of its own)."""
+
 _US: Final = 1_000_000
 _INT64_MAX: Final = 2**63 - 1
+
+OnError = Literal["raise", "miss"]
+"""What a store does when the database cannot be reached: raise ``StoreUnavailableError``, or
+answer as a miss (reads find nothing, writes and deletes do nothing)."""
+
+
+def check_on_error(value: object, name: str = "on_error") -> OnError:
+    """``value`` if it is ``"raise"`` or ``"miss"``, else ``TypeError``/``ValueError``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be 'raise' or 'miss', not {type(value).__name__}")
+    if value == "raise":
+        return "raise"
+    if value == "miss":
+        return "miss"
+    raise ValueError(f"{name} must be 'raise' or 'miss', not {value!r}")
+
+
+def _check_renew_threshold(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"renew_threshold must be a float, not {type(value).__name__}")
+    if not 0.0 <= value < 1.0:  # NaN fails too
+        raise ValueError(f"renew_threshold must be at least 0 and less than 1, not {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -104,6 +147,10 @@ class _Shared:
         "max_value_size",
         "renew_cas",
         "renew_returning",
+        "reseal_cas",
+        "reseal_rows",
+        "reseal_rows_root",
+        "sealer",
         "select_expiry",
         "select_value",
         "select_value_expiry",
@@ -169,16 +216,38 @@ class _Shared:
         ).group_by(c.namespace)
         self.stats = prepare(counts.where(*in_range))
         self.stats_root = prepare(counts)
+        # reseal: the next rows after (after_ns, after_kh) in key order, and a compare-and-set that
+        # rewrites a value only if it is still the one read (a concurrent set or delete wins)
+        rows = (
+            select(c.namespace, c.key_hash, c.value)
+            .where(
+                live, tuple_(c.namespace, c.key_hash) > tuple_(bindparam("after_ns"), bindparam("after_kh"))
+            )
+            .order_by(c.namespace, c.key_hash)
+            .limit(bindparam("batch", type_=Integer))
+        )
+        self.reseal_rows = prepare(rows.where(*in_range))
+        self.reseal_rows_root = prepare(rows)
+        self.reseal_cas = prepare(
+            update(table)
+            .where(*this_key, c.value == bindparam("old_value"))
+            .values(value=bindparam("new_value"))
+        )
+        self.sealer = Sealer(
+            compress_min_size=None, encryption_keys=(), read_unsealed=False, max_value_size=max_value_size
+        )
 
     def now_us(self) -> int:
         return round(self.clock() * _US)
 
-    async def first(self, stmt: Statement, params: Mapping[str, Any]) -> Sequence[Any] | None:
-        rows = await self.executor.rows(stmt, params)
+    async def first(
+        self, stmt: Statement, params: Mapping[str, Any], fail_open: bool = False
+    ) -> Sequence[Any] | None:
+        rows = await self.executor.rows(stmt, params, fail_open=fail_open)
         return rows[0] if rows else None
 
-    async def scalar(self, stmt: Statement, params: Mapping[str, Any]) -> Any:
-        rows = await self.executor.rows(stmt, params)
+    async def scalar(self, stmt: Statement, params: Mapping[str, Any], fail_open: bool = False) -> Any:
+        rows = await self.executor.rows(stmt, params, fail_open=fail_open)
         return rows[0][0] if rows else None
 
 
@@ -199,10 +268,12 @@ class SQLStore(NamespacedStore):
     """Atomic, asynchronous key/value store on one SQL table (SQLite, PostgreSQL, MySQL/MariaDB).
 
     Keys are stored as SHA-256 digests; values are bytes (``str`` is stored as UTF-8).
-    Expiry uses the application's clock (``clock``), never the database's.
+    Expiry uses the application's clock (``clock``), never the database's. ``on_error="miss"``
+    applies to ``get``, ``exists``, ``expires_in``, ``set``, ``delete`` and ``delete_all``; the
+    maintenance calls (``delete_expired``, ``stats``, ``reseal``, ``check``) always raise.
     """
 
-    __slots__ = ("_ns", "_owner", "_path", "_shared")
+    __slots__ = ("_fail_open", "_ns", "_owner", "_path", "_renew_threshold", "_shared")
 
     def __init__(
         self,
@@ -212,6 +283,11 @@ class SQLStore(NamespacedStore):
         namespace: str | None = "LITESTAR",
         clock: Callable[[], float] = time.time,
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        renew_threshold: float = 0.0,
+        on_error: OnError = "raise",
+        compress_min_size: int | None = None,
+        encryption_keys: Sequence[bytes] = (),
+        read_unsealed: bool = False,
     ) -> None:
         """Create a store on ``engine``, which the caller owns (the store never disposes it).
 
@@ -222,8 +298,38 @@ class SQLStore(NamespacedStore):
             namespace: This store's namespace; ``None`` is the root (the whole table).
             clock: Returns the current Unix time in seconds; all expiry is computed from it.
             max_value_size: Largest value in bytes; a larger one raises ``ValueError``.
+            renew_threshold: ``0 <= t < 1``. ``get(key, renew_for=R)`` writes the new expiry only
+                when that moves it by more than ``R * t`` (or would shorten it); otherwise it only
+                reads. Afterwards the key expires in ``R * (1 - t)`` to ``R`` seconds. ``0``:
+                every renewal writes (Litestar's semantics).
+            on_error: When the database cannot be reached (``StoreUnavailableError``):
+                ``"raise"``, or ``"miss"``: ``get`` returns ``None``, ``exists`` ``False``,
+                ``expires_in`` ``None``; ``set``, ``delete`` and ``delete_all`` do nothing; after
+                repeated failures calls miss at once, without trying, for a back-off (1 s doubling to
+                30 s). Other errors, and invalid arguments, raise either way. Namespaces made by
+                ``with_namespace`` inherit it.
+            compress_min_size: Values of at least this many bytes are stored zlib-compressed when
+                that makes them smaller; ``None``: no compression. Values stored uncompressed, also
+                by earlier versions, stay readable.
+            encryption_keys: 32-byte keys (``os.urandom(32)``) to encrypt values with AES-256-GCM
+                (``pip install 'sqlsession[encryption]'``): the first seals, every one opens. A value
+                that does not open (another key, altered, copied from another row) reads as missing.
+            read_unsealed: With ``encryption_keys``, also read values stored unencrypted (during a
+                migration to encryption); by default they read as missing.
         """
-        self._init(engine, table_name, namespace, clock, max_value_size, None)
+        self._init(
+            engine,
+            table_name,
+            namespace,
+            clock,
+            max_value_size,
+            None,
+            renew_threshold=renew_threshold,
+            on_error=on_error,
+            compress_min_size=compress_min_size,
+            encryption_keys=encryption_keys,
+            read_unsealed=read_unsealed,
+        )
 
     def _init(
         self,
@@ -233,6 +339,12 @@ class SQLStore(NamespacedStore):
         clock: Callable[[], float],
         max_value_size: int,
         executor: Executor | None,
+        *,
+        renew_threshold: float = 0.0,
+        on_error: OnError = "raise",
+        compress_min_size: int | None = None,
+        encryption_keys: Sequence[bytes] = (),
+        read_unsealed: bool = False,
     ) -> None:
         if not isinstance(engine, AsyncEngine):
             raise TypeError(f"engine must be a sqlalchemy AsyncEngine, not {type(engine).__name__}")
@@ -243,6 +355,14 @@ class SQLStore(NamespacedStore):
             raise TypeError("clock must be a callable returning the Unix time in seconds")
         if isinstance(max_value_size, bool) or not isinstance(max_value_size, int) or max_value_size <= 0:
             raise ValueError(f"max_value_size must be a positive int, not {max_value_size!r}")
+        self._renew_threshold = _check_renew_threshold(renew_threshold)
+        self._fail_open = check_on_error(on_error) == "miss"
+        sealer = Sealer(
+            compress_min_size=compress_min_size,
+            encryption_keys=encryption_keys,
+            read_unsealed=read_unsealed,
+            max_value_size=max_value_size,
+        )
         table = store_table(MetaData(), table_name)
         path = () if namespace is None else (namespace,)
         owner = executor is not None
@@ -250,6 +370,7 @@ class SQLStore(NamespacedStore):
             executor = Executor(engine, owned=False)
         executor.table = table.name
         self._shared = _Shared(engine, table, clock, max_value_size, executor)
+        self._shared.sealer = sealer
         self._set_path(path, owner=owner)
 
     def _set_path(self, path: tuple[str, ...], *, owner: bool) -> None:
@@ -269,6 +390,11 @@ class SQLStore(NamespacedStore):
         clock: Callable[[], float] = time.time,
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
         transaction_pooling: bool = False,
+        renew_threshold: float = 0.0,
+        on_error: OnError = "raise",
+        compress_min_size: int | None = None,
+        encryption_keys: Sequence[bytes] = (),
+        read_unsealed: bool = False,
     ) -> SQLStore:
         """Create a store with an engine of its own, disposed by ``__aexit__``.
 
@@ -301,7 +427,19 @@ class SQLStore(NamespacedStore):
             _dialects.configure_owned_engine(engine, transaction_pooling=transaction_pooling)
             store = cls.__new__(cls)
             executor = Executor(engine, owned=True, keep=_kept_connections(engine, options))
-            store._init(engine, table_name, namespace, clock, max_value_size, executor)
+            store._init(
+                engine,
+                table_name,
+                namespace,
+                clock,
+                max_value_size,
+                executor,
+                renew_threshold=renew_threshold,
+                on_error=on_error,
+                compress_min_size=compress_min_size,
+                encryption_keys=encryption_keys,
+                read_unsealed=read_unsealed,
+            )
         except BaseException:
             engine.sync_engine.dispose(close=False)
             raise
@@ -329,18 +467,42 @@ class SQLStore(NamespacedStore):
         """Largest value accepted, in bytes."""
         return self._shared.max_value_size
 
+    @property
+    def compress_min_size(self) -> int | None:
+        """Values of at least this many bytes are stored compressed (when smaller); ``None``: never."""
+        return self._shared.sealer.compress_min_size
+
+    @property
+    def encryption_key_ids(self) -> tuple[str, ...]:
+        """The ids (hex) of the encryption keys, in their order (the first seals); not the keys."""
+        return self._shared.sealer.key_ids
+
+    @property
+    def renew_threshold(self) -> float:
+        """The part of ``renew_for`` by which a renewal may leave the expiry short, to save a write."""
+        return self._renew_threshold
+
+    @property
+    def on_error(self) -> OnError:
+        """``"miss"``: a database that cannot be reached gives misses; ``"raise"``: errors."""
+        return "miss" if self._fail_open else "raise"
+
     def __repr__(self) -> str:
         url = self._shared.engine.url.render_as_string(hide_password=True)
         return f"{type(self).__name__}(url={url!r}, table={self.table.name!r}, namespace={self._path!r})"
 
-    def with_namespace(self, namespace: str) -> Self:
-        """A store in the child namespace ``namespace``, sharing this store's engine and table.
+    def with_namespace(self, namespace: str, *, on_error: OnError | None = None) -> Self:
+        """A store in the child namespace ``namespace``, sharing this store's engine and table
+        (and its circuit breaker), its ``renew_threshold`` and, unless given, its ``on_error``.
 
         ``delete_all`` on a parent also clears its children; every other operation is isolated.
         """
         if not isinstance(namespace, str):
             raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
+        fail_open = self._fail_open if on_error is None else check_on_error(on_error) == "miss"
         child = type(self).__new__(type(self))
+        child._renew_threshold = self._renew_threshold
+        child._fail_open = fail_open
         child._shared = self._shared
         child._set_path((*self._path, namespace), owner=False)
         return child
@@ -374,15 +536,18 @@ class SQLStore(NamespacedStore):
                 expires_at = shared.now_us() + delta
                 if not -_INT64_MAX <= expires_at <= _INT64_MAX:
                     raise ValueError(f"expires_in is out of range: {expires_in!r}")
-        params = {"namespace": self._ns, "key_hash": key_digest(key), "value": data, "expires_at": expires_at}
-        await shared.executor.rowcount(shared.upsert, params)
+        kh = key_digest(key)
+        data = shared.sealer.seal(data, self._ns, kh)
+        params = {"namespace": self._ns, "key_hash": kh, "value": data, "expires_at": expires_at}
+        await shared.executor.rowcount(shared.upsert, params, fail_open=self._fail_open)
 
     async def get(self, key: str, renew_for: int | float | timedelta | None = None) -> bytes | None:
         """The value of ``key``, or ``None`` when it is missing or expired.
 
         ``renew_for`` (``> 0``): if the key has an expiry, it now expires ``renew_for`` seconds
         from now; a key without expiry keeps none. Renewal never brings back a deleted or
-        expired key.
+        expired key. With ``renew_threshold`` ``t > 0`` an expiry already between
+        ``renew_for * (1 - t)`` and ``renew_for`` seconds from now is left as it is (a read, no write).
         """
         key = _check_key(key)
         renew_us = 0
@@ -393,20 +558,26 @@ class SQLStore(NamespacedStore):
         shared = self._shared
         now = shared.now_us()
         params: dict[str, Any] = {"ns": self._ns, "kh": key_digest(key), "now": now}
+        fail_open = self._fail_open
+        threshold = self._renew_threshold
         if not renew_us:
-            value = await shared.scalar(shared.select_value, params)
-        elif shared.renew_returning is not None:
+            value = await shared.scalar(shared.select_value, params, fail_open)
+        elif shared.renew_returning is not None and not threshold:
             params["new_exp"] = now + renew_us
-            value = await shared.scalar(shared.renew_returning, params)
+            value = await shared.scalar(shared.renew_returning, params, fail_open)
         else:
-            row = await shared.first(shared.select_value_expiry, params)
+            # read first; write (compare-and-set on the version read) only when the expiry must move
+            row = await shared.first(shared.select_value_expiry, params, fail_open)
             if row is None:
                 return None
             value, old_expiry = row
-            if old_expiry is not None:
-                cas = {"ns": self._ns, "kh": params["kh"], "old_exp": old_expiry, "new_exp": now + renew_us}
-                await shared.executor.rowcount(shared.renew_cas, cas)
-        return None if value is None else bytes(value)
+            new_expiry = now + renew_us
+            if old_expiry is not None and not (
+                threshold and new_expiry - int(renew_us * threshold) <= old_expiry <= new_expiry
+            ):
+                cas = {"ns": self._ns, "kh": params["kh"], "old_exp": old_expiry, "new_exp": new_expiry}
+                await shared.executor.rowcount(shared.renew_cas, cas, fail_open=fail_open)
+        return None if value is None else shared.sealer.open(bytes(value), self._ns, params["kh"])
 
     async def exists(self, key: str) -> bool:
         """Whether ``key`` is present and not expired."""
@@ -428,19 +599,21 @@ class SQLStore(NamespacedStore):
         shared = self._shared
         now = shared.now_us()
         params = {"ns": self._ns, "kh": key_digest(key), "now": now}
-        row = await shared.first(shared.select_expiry, params)
+        row = await shared.first(shared.select_expiry, params, self._fail_open)
         return None if row is None else (row[0], now)
 
     async def delete(self, key: str) -> None:
         """Delete ``key``; no error if it does not exist."""
         key = _check_key(key)
         shared = self._shared
-        await shared.executor.rowcount(shared.delete_key, {"ns": self._ns, "kh": key_digest(key)})
+        params = {"ns": self._ns, "kh": key_digest(key)}
+        await shared.executor.rowcount(shared.delete_key, params, fail_open=self._fail_open)
 
     async def delete_all(self) -> None:
         """Delete every key of this namespace and of all namespaces below it (root: the table)."""
         shared = self._shared
-        await shared.executor.rowcount(*self._subtree(shared.delete_all, shared.delete_root))
+        stmt, params = self._subtree(shared.delete_all, shared.delete_root)
+        await shared.executor.rowcount(stmt, params, fail_open=self._fail_open)
 
     async def delete_expired(self) -> int:
         """Delete the expired keys of this namespace and below; return how many were deleted.
@@ -472,6 +645,39 @@ class SQLStore(NamespacedStore):
             expired=sum(n.expired for n in namespaces.values()),
             namespaces=dict(sorted(namespaces.items())),
         )
+
+    async def reseal(self, *, batch_size: int = RESEAL_BATCH_SIZE) -> int:
+        """Rewrite the live values of this namespace and below that are not sealed under the first
+        of ``encryption_keys`` as ``set`` would store them now (without keys: those not compressed
+        as ``compress_min_size`` says). Return how many rows were rewritten.
+
+        Run it after putting a new key first, so that the old one can then be dropped. Reads
+        ``batch_size`` rows per ``SELECT`` in key order, each batch a statement of its own (no long
+        transaction), and rewrites each row with a compare-and-set on the value it read: a
+        concurrent ``set`` or ``delete`` wins, renewals are kept, so it can run beside live traffic.
+        A value that does not open is left as it is; so is a plain one, unless ``read_unsealed``.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+            raise TypeError(f"batch_size must be an int, not {type(batch_size).__name__}")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, not {batch_size!r}")
+        shared = self._shared
+        sealer = shared.sealer
+        stmt, params = self._subtree(shared.reseal_rows, shared.reseal_rows_root, batch=batch_size)
+        after = (self._ns, b"")  # before every key digest of this namespace
+        total = 0
+        while True:
+            params.update(after_ns=after[0], after_kh=after[1], now=shared.now_us())
+            rows = await shared.executor.rows(stmt, params)
+            for ns, kh, value in rows:
+                ns, kh, old = bytes(ns), bytes(kh), bytes(value)
+                new = sealer.resealed(old, ns, kh)
+                if new is not None:
+                    cas = {"ns": ns, "kh": kh, "old_value": old, "new_value": new}
+                    total += await shared.executor.rowcount(shared.reseal_cas, cas)
+            if len(rows) < batch_size:
+                return total
+            after = (bytes(rows[-1][0]), bytes(rows[-1][1]))
 
     def _subtree(self, ranged: Statement, root: Statement, **params: Any) -> tuple[Statement, dict[str, Any]]:
         """The statement for this namespace and all below it, and its parameters."""

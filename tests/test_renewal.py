@@ -1,0 +1,244 @@
+"""``renew_threshold``: a renewal that would move the expiry by little is a read, not a write.
+
+Every test runs on every dialect, on engines the store owns and engines it borrows; time moves by
+the injected clock, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from sqlsession import SQLStore, SQLStorePlugin
+from sqlsession._execution import Executor
+
+from ._support import StatementLog, raw_rows, within
+from .conftest import Clock, create_table, drop_table
+
+R = 100  # renew_for, seconds
+T = 0.1  # renew_threshold
+
+
+@pytest.fixture
+async def lazy(make_store: Callable[..., SQLStore], clock: Clock) -> AsyncIterator[SQLStore]:
+    """A store with ``renew_threshold=0.1`` on a fresh table of its own; the clock on a whole second."""
+    clock.now = float(round(clock.now))
+    store = make_store(renew_threshold=T)
+    await create_table(store)
+    try:
+        yield store
+    finally:
+        await drop_table(store)
+        await store.__aexit__(None, None, None)
+
+
+def verbs(log: StatementLog) -> list[str]:
+    return [sql.lstrip().split(None, 1)[0].upper() for sql, _ in log.statements]
+
+
+async def stored_expiry(store: SQLStore) -> int | None:
+    """The ``expires_at`` (microseconds) of the store's only row, as stored."""
+    (row,) = await raw_rows(store)
+    return row[3]
+
+
+# -- the threshold --------------------------------------------------------------------------------
+
+
+async def test_renewal_within_the_threshold_is_one_read_and_no_write(lazy: SQLStore, clock: Clock) -> None:
+    await lazy.set("session", b"data", expires_in=R)
+    before = await stored_expiry(lazy)
+    clock.advance(R * T)  # renewing now would move the expiry by exactly R * t: not more
+    with StatementLog(lazy) as log:
+        assert await lazy.get("session", renew_for=R) == b"data"
+    assert verbs(log) == ["SELECT"]
+    assert await stored_expiry(lazy) == before
+    assert await lazy.expires_in("session") == R * (1 - T)
+
+
+async def test_renewal_beyond_the_threshold_writes_the_new_expiry(lazy: SQLStore, clock: Clock) -> None:
+    await lazy.set("session", b"data", expires_in=R)
+    clock.advance(R * T + 0.001)
+    with StatementLog(lazy) as log:
+        assert await lazy.get("session", renew_for=R) == b"data"
+    assert verbs(log) == ["SELECT", "UPDATE"]
+    assert await stored_expiry(lazy) == round(clock.now * 1_000_000) + R * 1_000_000
+    assert await lazy.expires_in("session") == R
+
+
+async def test_renewal_shortens_an_expiry_longer_than_renew_for(lazy: SQLStore, clock: Clock) -> None:
+    # Litestar's renewal sets the expiry to now + renew_for, also when that is sooner
+    await lazy.set("session", b"data", expires_in=R + 1)
+    with StatementLog(lazy) as log:
+        assert await lazy.get("session", renew_for=R) == b"data"
+    assert verbs(log) == ["SELECT", "UPDATE"]
+    assert await lazy.expires_in("session") == R
+
+
+@within(60)
+async def test_after_a_renewal_the_key_expires_in_between_r_times_1_minus_t_and_r(
+    lazy: SQLStore, clock: Clock
+) -> None:
+    rng = random.Random(11)
+    await lazy.set("session", b"data", expires_in=R)
+    writes = 0
+    for _ in range(40):
+        clock.advance(rng.uniform(0, 2 * R * T))
+        with StatementLog(lazy) as log:
+            assert await lazy.get("session", renew_for=R) == b"data"
+        writes += "UPDATE" in verbs(log)
+        expires_at = await stored_expiry(lazy)
+        assert expires_at is not None
+        left = expires_at / 1_000_000 - clock.now
+        assert R * (1 - T) - 1e-6 <= left <= R + 1e-6
+    assert 0 < writes < 40  # both paths were taken
+
+
+async def test_a_key_without_expiry_keeps_none_and_is_not_written(lazy: SQLStore) -> None:
+    await lazy.set("forever", b"data")
+    with StatementLog(lazy) as log:
+        assert await lazy.get("forever", renew_for=R) == b"data"
+    assert verbs(log) == ["SELECT"]
+    assert await lazy.expires_in("forever") == -1
+
+
+async def test_an_expired_or_missing_key_is_not_renewed(lazy: SQLStore, clock: Clock) -> None:
+    await lazy.set("session", b"data", expires_in=R)
+    clock.advance(R)
+    with StatementLog(lazy) as log:
+        assert await lazy.get("session", renew_for=R) is None
+        assert await lazy.get("missing", renew_for=R) is None
+    assert verbs(log) == ["SELECT", "SELECT"]
+    assert await lazy.exists("session") is False
+
+
+@pytest.mark.parametrize("renew_for", [R, float(R), timedelta(seconds=R)])
+async def test_renew_for_in_any_unit_uses_the_threshold(lazy: SQLStore, clock: Clock, renew_for: Any) -> None:
+    await lazy.set("session", b"data", expires_in=R)
+    clock.advance(1)
+    with StatementLog(lazy) as log:
+        assert await lazy.get("session", renew_for=renew_for) == b"data"
+    assert verbs(log) == ["SELECT"]
+
+
+async def test_namespaces_inherit_the_threshold(lazy: SQLStore, clock: Clock) -> None:
+    child = lazy.with_namespace("sessions")
+    assert child.renew_threshold == T
+    await child.set("session", b"data", expires_in=R)
+    clock.advance(1)
+    with StatementLog(child) as log:
+        assert await child.get("session", renew_for=R) == b"data"
+    assert verbs(log) == ["SELECT"]
+
+
+# -- the default: Litestar's semantics, today's statements -----------------------------------------
+
+
+async def test_threshold_zero_writes_on_every_renewal_with_the_same_statements(
+    store: SQLStore, make_store: Callable[..., SQLStore], clock: Clock, dialect: str
+) -> None:
+    explicit = make_store(renew_threshold=0.0)
+    try:
+        assert store.renew_threshold == 0.0
+        logs = []
+        for each in (store, explicit):
+            await each.set("session", b"data", expires_in=R)
+            clock.advance(0.5)
+            with StatementLog(each) as log:
+                assert await each.get("session", renew_for=R) == b"data"
+            assert await stored_expiry(each) == round(clock.now * 1_000_000) + R * 1_000_000
+            logs.append([sql for sql, _ in log.statements])
+        assert logs[0] == logs[1]
+        # one UPDATE ... RETURNING where the dialect has it; MySQL: SELECT, then compare-and-set
+        assert [sql.split(None, 1)[0].upper() for sql in logs[0]] == (
+            ["SELECT", "UPDATE"] if dialect == "asyncmy" else ["UPDATE"]
+        )
+    finally:
+        await explicit.__aexit__(None, None, None)
+
+
+# -- concurrency: the write is a compare-and-set on the version read --------------------------------
+
+
+class _AfterTheRead:
+    """Runs ``action`` once, right after the renewal's read returned, before its write."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, store: SQLStore, action: Callable[[], Any]) -> None:
+        original = Executor.rows
+        read = store._shared.select_value_expiry
+        self.ran = False
+
+        async def rows(executor: Executor, stmt: Any, params: Any, **kwargs: Any) -> Any:
+            result = await original(executor, stmt, params, **kwargs)
+            if not self.ran and stmt is read:
+                self.ran = True
+                await action()
+            return result
+
+        monkeypatch.setattr(Executor, "rows", rows)
+
+
+async def test_renewal_never_resurrects_a_key_deleted_after_its_read(
+    lazy: SQLStore, make_store: Callable[..., SQLStore], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = make_store()
+    try:
+        await lazy.set("session", b"data", expires_in=R)
+        clock.advance(R / 2)  # far beyond the threshold: the renewal writes
+        hook = _AfterTheRead(monkeypatch, lazy, lambda: other.delete("session"))
+        assert await lazy.get("session", renew_for=R) == b"data"  # read before the delete
+        assert hook.ran
+        assert await raw_rows(lazy) == []
+        assert await lazy.get("session") is None
+    finally:
+        await other.__aexit__(None, None, None)
+
+
+async def test_renewal_leaves_a_key_replaced_after_its_read_as_written(
+    lazy: SQLStore, make_store: Callable[..., SQLStore], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = make_store()
+    try:
+        await lazy.set("session", b"old", expires_in=R)
+        clock.advance(R / 2)
+        _AfterTheRead(monkeypatch, lazy, lambda: other.set("session", b"new", expires_in=7))
+        assert await lazy.get("session", renew_for=R) == b"old"
+        assert await lazy.get("session") == b"new"
+        assert await lazy.expires_in("session") == 7  # not renewed: another version
+    finally:
+        await other.__aexit__(None, None, None)
+
+
+# -- arguments ------------------------------------------------------------------------------------
+
+BAD_THRESHOLDS = [
+    (1, ValueError),
+    (1.0, ValueError),
+    (-0.01, ValueError),
+    (float("nan"), ValueError),
+    (float("inf"), ValueError),
+    ("0.1", TypeError),
+    (True, TypeError),
+    (None, TypeError),
+]
+
+
+@pytest.mark.parametrize(("threshold", "error"), BAD_THRESHOLDS)
+def test_bad_renew_threshold_is_refused_everywhere(
+    make_store: Callable[..., SQLStore], threshold: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="renew_threshold"):
+        make_store(renew_threshold=threshold)
+    with pytest.raises(error, match="renew_threshold"):
+        SQLStorePlugin("sqlite+aiosqlite:///:memory:", renew_threshold=threshold)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("threshold", [0, 0.0, 0.5, 0.999])
+def test_good_renew_threshold_is_kept(make_store: Callable[..., SQLStore], threshold: float) -> None:
+    assert make_store(renew_threshold=threshold).renew_threshold == threshold
+    plugin = SQLStorePlugin("sqlite+aiosqlite:///:memory:", renew_threshold=threshold)
+    assert plugin.store_for("sessions").renew_threshold == threshold
