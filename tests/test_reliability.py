@@ -24,10 +24,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from sqlsession import SQLStore, StoreError, TableMissingError
 from sqlsession._execution import ROLLED_BACK_ATTEMPTS
+from sqlsession._keys import key_digest
 
 from ._servers import PrivatePostgres
 from ._support import borrowed_or_owned, close_store, within
-from .conftest import Clock, create_table, drop_table, unique_table
+from .conftest import Clock, create_table, dialect_url, drop_table, unique_table
 
 # -- concurrency ----------------------------------------------------------------------------------
 
@@ -695,3 +696,51 @@ async def test_pooled_connections_closed_behind_the_stores_back_are_replaced(
     finally:
         await drop_table(store)
         await close_store(store, engine_mode)
+
+
+# -- cleanup beside a renewal in flight -------------------------------------------------------------
+
+_LOCK_WAITS = {
+    "postgresql": (
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE%'"
+    ),
+    "mysql": "SELECT count(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'",
+}
+
+
+@pytest.mark.parametrize("dialect", ["asyncpg", "psycopg", "asyncmy"])
+@within(60)
+async def test_cleanup_never_deletes_a_row_renewed_while_it_waits(
+    dialect: str, tmp_path: Path, clock: Clock
+) -> None:
+    # an expired session is renewed by a transaction that has not committed yet when the cleanup
+    # reads its batch; the cleanup waits for that row, and must then see it live and keep it
+    url = dialect_url(dialect, tmp_path)
+    store = SQLStore.with_url(url, table_name=unique_table(), clock=clock)
+    await create_table(store)
+    other = create_async_engine(url)
+    try:
+        await store.set("renewed", b"session", expires_in=10)
+        await store.set("gone", b"old", expires_in=10)
+        clock.advance(20)  # both expired by the store's clock
+        renewed_until = round((clock.now + 3600) * 1_000_000)
+        async with other.connect() as renewal:
+            await renewal.execute(
+                text(f"UPDATE {store.table.name} SET expires_at = :until WHERE key_hash = :kh"),
+                {"until": renewed_until, "kh": key_digest("renewed")},
+            )  # uncommitted: the row is locked, the cleanup's snapshot sees it expired
+            cleanup = asyncio.create_task(store.delete_expired())
+            async with other.connect() as watcher:
+                waits = text(_LOCK_WAITS[store.engine.dialect.name])
+                while not (await watcher.execute(waits)).scalar_one():
+                    assert not cleanup.done(), "the cleanup did not wait for the locked row"
+                    await asyncio.sleep(0.01)
+            await renewal.commit()
+        deleted = await cleanup
+        assert await store.get("renewed") == b"session"
+        assert await store.get("gone") is None
+        assert deleted == 1
+    finally:
+        await other.dispose()
+        await drop_table(store)
+        await store.close()
