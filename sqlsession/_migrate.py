@@ -34,6 +34,8 @@ class TableState:
 
     exists: bool
     revisions: tuple[str, ...]
+    own: bool = False
+    """Whether a revision is recorded in sqlsession's own version table (so its downgrade applies)."""
 
     def describe(self) -> str:
         if not self.exists:
@@ -87,11 +89,14 @@ async def downgrade(engine: AsyncEngine, table_name: str) -> None:
 def _state(sync: Connection, table_name: str) -> TableState:
     inspector = inspect(sync)
     found: list[str] = []
+    own = False
     for versions in (version_table_name(table_name), APP_VERSION_TABLE):
         if inspector.has_table(versions):
             context = MigrationContext.configure(sync, opts={"version_table": versions})
-            found += [rev for rev in context.get_current_heads() if rev.startswith(REVISION_PREFIX)]
-    return TableState(inspector.has_table(table_name), tuple(dict.fromkeys(found)))
+            revisions = [rev for rev in context.get_current_heads() if rev.startswith(REVISION_PREFIX)]
+            own = own or (bool(revisions) and versions != APP_VERSION_TABLE)
+            found += revisions
+    return TableState(inspector.has_table(table_name), tuple(dict.fromkeys(found)), own)
 
 
 async def state(engine: AsyncEngine, table_name: str) -> TableState:

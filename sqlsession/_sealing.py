@@ -16,8 +16,10 @@ Stored format (all integers unsigned):
   The body is the value, zlib-compressed when the compressed flag is set.
 
 Which is which: a stored value is sealed exactly when it starts with ``MAGIC`` and parses as an
-envelope of a known version (known flags, long enough, a compressed body that decompresses
-completely to at most ``max_value_size`` bytes); everything else is plain. Every store writes a
+envelope of a known version (known flags, long enough, a compressed body that is one complete zlib
+stream); everything else is plain. A compressed body that inflates past ``max_value_size`` reads as
+missing (a store with a smaller limit than the writer's must neither expand it nor return the
+stored bytes as the value), and ``reseal`` leaves it alone. Every store writes a
 value that starts with ``MAGIC`` as an envelope (flags 0), so whatever this version writes reads
 back exactly. A value written by an earlier version (which stored every value plain) that happens
 to start with ``MAGIC`` and parse as an envelope would be misread: ``0xff`` never occurs in UTF-8,
@@ -91,7 +93,13 @@ _CAUSES: Final = {
     "or copied from another row or namespace",
     "no_keys": "an encrypted value read as missing: this store has no encryption_keys",
     "corrupt": "a sealed value whose body does not decompress read as missing",
+    "too_large": "a compressed value larger than max_value_size read as missing (written by a store "
+    "with a larger max_value_size? give this one the same)",
 }
+
+
+class _TooLarge(Exception):
+    """A compressed body that inflates past ``max_value_size``."""
 
 
 def key_id(key: bytes) -> bytes:
@@ -263,7 +271,11 @@ class Sealer:
                 elif not flags & COMPRESSED:
                     data = stored[_HEAD:]
                 else:
-                    inflated = self._inflate(stored[_HEAD:])
+                    try:
+                        inflated = self._inflate(stored[_HEAD:])
+                    except _TooLarge:  # a value, but not one this store may return
+                        self._log("too_large")
+                        return None
                     data = stored if inflated is None else inflated
         # not encrypted: whoever can write the table could have written it
         if self._seal_id is None or self.read_unsealed:
@@ -288,20 +300,26 @@ class Sealer:
             return None
         if not flags & COMPRESSED:
             return body
-        data = self._inflate(body)
+        try:
+            data = self._inflate(body)
+        except _TooLarge:
+            self._log("too_large")
+            return None
         if data is None:
             self._log("corrupt")
         return data
 
     def _inflate(self, body: bytes) -> bytes | None:
-        """``body`` decompressed, or ``None`` if it is not one complete zlib stream of at most
-        ``max_value_size`` bytes (a small row must not expand to gigabytes)."""
+        """``body`` decompressed; ``None`` if it is not one complete zlib stream; ``_TooLarge`` if
+        it inflates past ``max_value_size`` bytes (a small row must not expand to gigabytes)."""
         inflater = zlib.decompressobj()
         try:
             data = inflater.decompress(body, self._max_size + 1)
         except zlib.error:
             return None
-        if not inflater.eof or inflater.unused_data or len(data) > self._max_size:
+        if len(data) > self._max_size:
+            raise _TooLarge
+        if not inflater.eof or inflater.unused_data:
             return None
         return data
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import URL
 
 from . import _dialects, _migrate
 from ._sealing import ENCRYPTION_KEYS_ENV, parse_encryption_keys
-from .errors import upgrade_hint
+from .errors import StoreError, upgrade_hint
 from .schema import DEFAULT_TABLE_NAME, HEAD_REVISION
 from .store import DEFAULT_URL, RESEAL_BATCH_SIZE, SQLStore, StoreStats
 
@@ -81,6 +81,15 @@ async def _downgrade(store: SQLStore) -> str:
     before = await _migrate.state(store.engine, table)
     if not before.exists and not before.revisions:
         return f"{table}: no table, nothing to drop"
+    if not before.own:
+        where = (
+            "your app's alembic_version records it: run `alembic downgrade sqlsession@base` in your app"
+            if before.revisions
+            else "drop it yourself if you mean to"
+        )
+        raise StoreError(
+            f"the table {table} was not made by sqlsession's migrations here: nothing dropped; {where}"
+        )
     await _migrate.downgrade(store.engine, table)
     return f"{table}: dropped"
 
@@ -111,7 +120,7 @@ Command = Callable[[SQLStore], Awaitable[str]]
 # name -> (what it runs, help, whether it may create the database)
 _COMMANDS: dict[str, tuple[Command, str, bool]] = {
     "upgrade": (_upgrade, "Create the table, or upgrade it to the newest revision.", True),
-    "downgrade": (_downgrade, "Drop the table and everything in it (asks first; --yes does not).", True),
+    "downgrade": (_downgrade, "Drop the table and everything in it (asks first; --yes does not).", False),
     "current": (_current, "Print the revision the table is at, or 'no table'.", False),
     "stats": (_stats, "Print the rows of the table: in all, expired, per namespace.", False),
     "delete-expired": (

@@ -200,10 +200,15 @@ class _Shared:
             if _dialects.renew_with_returning(dialect)
             else None
         )
-        # compare-and-set: renews only the version that was read, never a deleted or replaced one
+        # compare-and-set: renews only the version that was read, never a deleted or replaced one,
+        # and only while it is still live (it may have expired since it was read)
         self.renew_cas = prepare(
             update(table)
-            .where(*this_key, c.expires_at == bindparam("old_exp", type_=BigInteger))
+            .where(
+                *this_key,
+                c.expires_at == bindparam("old_exp", type_=BigInteger),
+                c.expires_at > bindparam("now", type_=BigInteger),
+            )
             .values(expires_at=new_expiry)
         )
         self.delete_key = prepare(delete(table).where(*this_key))
@@ -557,6 +562,8 @@ class SQLStore(NamespacedStore):
                 raise ValueError(f"renew_for must not be negative, got {renew_for!r}")
         shared = self._shared
         now = shared.now_us()
+        if now + renew_us > _INT64_MAX:
+            raise ValueError(f"renew_for is out of range: {renew_for!r}")
         params: dict[str, Any] = {"ns": self._ns, "kh": key_digest(key), "now": now}
         fail_open = self._fail_open
         threshold = self._renew_threshold
@@ -575,7 +582,13 @@ class SQLStore(NamespacedStore):
             if old_expiry is not None and not (
                 threshold and new_expiry - int(renew_us * threshold) <= old_expiry <= new_expiry
             ):
-                cas = {"ns": self._ns, "kh": params["kh"], "old_exp": old_expiry, "new_exp": new_expiry}
+                cas = {
+                    "ns": self._ns,
+                    "kh": params["kh"],
+                    "old_exp": old_expiry,
+                    "new_exp": new_expiry,
+                    "now": shared.now_us(),
+                }
                 await shared.executor.rowcount(shared.renew_cas, cas, fail_open=fail_open)
         return None if value is None else shared.sealer.open(bytes(value), self._ns, params["kh"])
 
