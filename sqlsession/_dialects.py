@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import (
@@ -155,6 +156,16 @@ def async_url(url: str | URL) -> URL:
         parsed = parsed.set(drivername=driver)
     check_driver(parsed.get_backend_name(), parsed.get_driver_name())
     return parsed
+
+
+def missing_database_file(url: URL) -> Path | None:
+    """The path of an embedded (SQLite) database file that does not exist, so that a command
+    that only reads does not create it; ``None`` for a server URL, memory or a ``file:`` URI."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    path = Path(database)
+    return None if path.exists() else path
 
 
 def check_driver(backend: str, driver: str) -> None:

@@ -18,7 +18,6 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL
@@ -141,15 +140,6 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def _missing_sqlite_file(url: URL) -> Path | None:
-    """The path of a SQLite database file that does not exist (a reading command must not make it)."""
-    database = url.database or ""
-    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
-        return None
-    path = Path(database)
-    return None if path.exists() else path
-
-
 def _confirm_drop(table: str, url: URL) -> bool:
     question = (
         f"Drop the table {table} at {url.render_as_string(hide_password=True)} and everything in it? [y/N] "
@@ -207,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = SQLStore.with_url(  # no connection yet
             url, table_name=table, namespace=None, transaction_pooling=args.transaction_pooling, **sealing
         )
-        missing = None if creates else _missing_sqlite_file(url)
+        missing = None if creates else _dialects.missing_database_file(url)
         if missing is not None:
             raise FileNotFoundError(
                 f"no database file {missing} (a mistyped path? {upgrade_hint(url, table)} creates it)"

@@ -134,6 +134,17 @@ class SQLStorePlugin(InitPlugin, CLIPlugin):
         self._check_on_startup = check_on_startup
         self._cleanup_interval = _interval(cleanup_interval)
         self._on_error_other, self._on_error = _on_error_by_name(on_error)
+        # the parent store's settings, whoever made the engine (its on_error stays "raise")
+        settings: dict[str, Any] = {
+            "table_name": table_name,
+            "namespace": namespace,
+            "clock": clock,
+            "max_value_size": max_value_size,
+            "renew_threshold": renew_threshold,
+            "compress_min_size": compress_min_size,
+            "encryption_keys": encryption_keys,
+            "read_unsealed": read_unsealed,
+        }
         if engine is not None:
             if engine_options:
                 raise ValueError("engine_options only apply when the plugin creates the engine from url")
@@ -142,30 +153,13 @@ class SQLStorePlugin(InitPlugin, CLIPlugin):
                     "transaction_pooling only applies when the plugin creates the engine from url; "
                     "configure your engine for the pooler (see the README, 'Behind PgBouncer')"
                 )
-            store = SQLStore(
-                engine,
-                table_name=table_name,
-                namespace=namespace,
-                clock=clock,
-                max_value_size=max_value_size,
-                renew_threshold=renew_threshold,
-                compress_min_size=compress_min_size,
-                encryption_keys=encryption_keys,
-                read_unsealed=read_unsealed,
-            )
+            store = SQLStore(engine, **settings)
         else:
             store = SQLStore.with_url(
                 DEFAULT_URL if url is None else url,
                 engine_options=engine_options,
-                table_name=table_name,
-                namespace=namespace,
-                clock=clock,
-                max_value_size=max_value_size,
                 transaction_pooling=transaction_pooling,
-                renew_threshold=renew_threshold,
-                compress_min_size=compress_min_size,
-                encryption_keys=encryption_keys,
-                read_unsealed=read_unsealed,
+                **settings,
             )
         self._store = store
         self._cleanup_task: asyncio.Task[None] | None = None

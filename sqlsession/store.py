@@ -167,10 +167,12 @@ class _Shared:
         clock: Callable[[], float],
         max_value_size: int,
         executor: Executor,
+        sealer: Sealer,
         batch: int = DELETE_BATCH_SIZE,
     ) -> None:
         self.engine = engine
         self.executor = executor
+        self.sealer = sealer
         self.table = table
         self.clock = clock
         self.max_value_size = max_value_size
@@ -237,9 +239,6 @@ class _Shared:
             update(table)
             .where(*this_key, c.value == bindparam("old_value"))
             .values(value=bindparam("new_value"))
-        )
-        self.sealer = Sealer(
-            compress_min_size=None, encryption_keys=(), read_unsealed=False, max_value_size=max_value_size
         )
 
     def now_us(self) -> int:
@@ -374,8 +373,7 @@ class SQLStore(NamespacedStore):
         if executor is None:
             executor = Executor(engine, owned=False)
         executor.table = table.name
-        self._shared = _Shared(engine, table, clock, max_value_size, executor)
-        self._shared.sealer = sealer
+        self._shared = _Shared(engine, table, clock, max_value_size, executor, sealer)
         self._set_path(path, owner=owner)
 
     def _set_path(self, path: tuple[str, ...], *, owner: bool) -> None:
