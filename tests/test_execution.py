@@ -252,9 +252,17 @@ async def test_close_leaves_no_server_connection_open(url: str, dialect: str, en
                 if count == 0:
                     break
                 await asyncio.sleep(0.05)
+            left = (
+                await conn.execute(
+                    text(
+                        "SELECT state, backend_start, query FROM pg_stat_activity WHERE application_name = :n"
+                    ),
+                    {"n": name},
+                )
+            ).all()
     finally:
         await observer.dispose()
-    assert count == 0
+    assert count == 0, f"still open after close(): {left}"
 
 
 # -- 6. pool options are read by value ----------------------------------------------------------------
