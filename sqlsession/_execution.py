@@ -175,10 +175,10 @@ class Executor:
         "waiting",
     )
 
-    def __init__(self, engine: AsyncEngine, *, owned: bool, keep: int = 0) -> None:
+    def __init__(self, engine: AsyncEngine, table: str, *, owned: bool, keep: int = 0) -> None:
         self.engine = engine
         self.pool = engine.sync_engine.pool
-        self.table = ""
+        self.table = table  # named in errors
         self.owned = owned  # created by the store: its autocommit engine is disposed by close()
         self.runner = _dialects.driver_runner(engine.dialect)
         # a pool that commits on the way in does I/O there: never checked in synchronously

@@ -30,6 +30,7 @@ from .store import DEFAULT_URL, RESEAL_BATCH_SIZE, SQLStore, StoreStats
 
 if TYPE_CHECKING:
     import click
+    from litestar import Litestar
 
 __all__ = ("format_stats", "litestar_group", "main")
 
@@ -227,28 +228,25 @@ def _sealing_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def litestar_group() -> click.Group:
-    """The ``litestar sqlsession`` command group, working on the table of the app's ``SQLStorePlugin``."""
+def litestar_group(app_store: Callable[[Litestar], SQLStore]) -> click.Group:
+    """The ``litestar sqlsession`` command group, working on the table of ``app_store(app)``, the
+    parent store of the app's ``SQLStorePlugin``."""
     import click
-    from litestar import Litestar
     from litestar.cli._utils import LitestarGroup
-
-    from .plugin import SQLStorePlugin
 
     @click.group(cls=LitestarGroup, name="sqlsession")
     def group() -> None:
         """sqlsession: the app's SQL store table."""
 
     def execute(app: Litestar, command: Command) -> None:
-        root = app.plugins.get(SQLStorePlugin).store
-        store = SQLStore(root.engine, table_name=root.table.name, namespace=None)
-        store._shared.sealer = root._shared.sealer  # the app's compression and keys (reseal)
+        root = app_store(app)
+        # the whole table, with the app's compression and keys (reseal)
+        store = root._whole_table()
 
         async def whole_table() -> str:
             try:
                 return await command(store)
             finally:
-                await store.close()
                 await root.close()
 
         try:
@@ -269,7 +267,7 @@ def litestar_group() -> click.Group:
 
             @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
             def drop(app: Litestar, yes: bool) -> None:
-                root = app.plugins.get(SQLStorePlugin).store
+                root = app_store(app)
                 url = root.engine.url.render_as_string(hide_password=True)
                 if not yes:
                     click.confirm(

@@ -216,7 +216,7 @@ class SQLStorePlugin(InitPlugin, CLIPlugin):
         """Add the ``sqlsession`` command group (``delete-expired``, ``stats``) to ``litestar``."""
         from .cli import litestar_group
 
-        cli.add_command(litestar_group())
+        cli.add_command(litestar_group(lambda app: app.plugins.get(type(self)).store))
 
     @asynccontextmanager
     async def lifespan(self, app: Litestar | None = None) -> AsyncIterator[None]:

@@ -9,8 +9,9 @@ Columns:
 - ``value``: the stored bytes (``LONGBLOB`` on MySQL/MariaDB, where ``BLOB`` holds only 64 KiB).
 - ``expires_at``: Unix time in microseconds from the application's clock, ``NULL`` = no expiry.
 
-Primary key ``(namespace, key_hash)``; an index on ``expires_at``, partial
-(``WHERE expires_at IS NOT NULL``) on SQLite and PostgreSQL, plain on MySQL/MariaDB.
+Primary key ``(namespace, key_hash)``, which the table is clustered on (SQLite: ``WITHOUT ROWID``;
+InnoDB always is); an index on ``expires_at``, partial (``WHERE expires_at IS NOT NULL``) on SQLite
+and PostgreSQL, plain on MySQL/MariaDB.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def bounded_name(prefix: str, table_name: str, suffix: str) -> str:
     return f"{prefix}{table_name[:keep]}_{digest}{suffix}"
 
 
-HEAD_REVISION: Final = "sqlsession_0001"
+HEAD_REVISION: Final = "sqlsession_0002"
 """The newest of the revisions in ``sqlsession/migrations``: the layout this version of the store
 expects (the tests prove it is the head of the revisions)."""
 REVISION_PREFIX: Final = "sqlsession_"
@@ -112,6 +113,7 @@ def store_table(metadata: MetaData | None = None, name: str = DEFAULT_TABLE_NAME
             nullable=False,
         ),
         Column("expires_at", BigInteger, nullable=True),
+        sqlite_with_rowid=False,
     )
     Index(
         expires_at_index_name(name),

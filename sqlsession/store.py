@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 from litestar.stores.base import NamespacedStore
 from sqlalchemy import (
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import TracebackType
 
-    from sqlalchemy.sql import Executable
+    from sqlalchemy.sql import ColumnElement, Executable
     from typing_extensions import Self
 
 __all__ = (
@@ -68,7 +69,8 @@ DELETE_BATCH_SIZE: Final = 5000
 RESEAL_BATCH_SIZE: Final = 500
 """Rows read per ``SELECT`` of ``reseal`` (each row is then rewritten by a statement of its own)."""
 
-_US: Final = 1_000_000
+_MICROSECONDS: Final = 1_000_000
+"""Microseconds per second: ``expires_at`` is Unix time in microseconds."""
 _INT64_MAX: Final = 2**63 - 1
 
 OnError = Literal["raise", "miss"]
@@ -122,8 +124,8 @@ def _duration_us(value: object, name: str) -> int:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{name} must be finite, not {value!r}")
-        return round(value * _US)
-    return value * _US
+        return round(value * _MICROSECONDS)
+    return value * _MICROSECONDS
 
 
 def _check_key(key: object) -> str:
@@ -132,16 +134,25 @@ def _check_key(key: object) -> str:
     return key
 
 
+class _Scoped(NamedTuple):
+    """An operation on many keys as two statements: for a namespace and the namespaces below it
+    (a range of the ``namespace`` column), and for the whole table (the root store)."""
+
+    subtree: Statement
+    table: Statement
+
+
 class _Shared:
-    """What a store and all its namespaces share: executor, table, statements, settings."""
+    """The part of a store that its namespaces (``with_namespace``) share with it: the engine and
+    its ``Executor``, the ``Table``, the statements (compiled once for the engine's dialect), the
+    clock, the value size limit and the ``Sealer``. A store adds only its namespace and its own
+    settings (``on_error``, ``renew_threshold``)."""
 
     __slots__ = (
         "clock",
         "delete_all",
         "delete_expired",
         "delete_key",
-        "delete_root",
-        "delete_root_expired",
         "engine",
         "executor",
         "max_value_size",
@@ -149,13 +160,11 @@ class _Shared:
         "renew_returning",
         "reseal_cas",
         "reseal_rows",
-        "reseal_rows_root",
         "sealer",
         "select_expiry",
         "select_value",
         "select_value_expiry",
         "stats",
-        "stats_root",
         "table",
         "upsert",
     )
@@ -168,7 +177,6 @@ class _Shared:
         max_value_size: int,
         executor: Executor,
         sealer: Sealer,
-        batch: int = DELETE_BATCH_SIZE,
     ) -> None:
         self.engine = engine
         self.executor = executor
@@ -187,6 +195,9 @@ class _Shared:
 
         def prepare(core: Executable, column_keys: tuple[str, ...] | None = None) -> Statement:
             return Statement(core, dialect, column_keys)
+
+        def scoped(build: Callable[[tuple[ColumnElement[bool], ...]], Executable]) -> _Scoped:
+            return _Scoped(subtree=prepare(build(in_range)), table=prepare(build(())))
 
         self.upsert = prepare(_dialects.upsert_statement(dialect, table), tuple(c.keys()))
         self.select_value = prepare(select(c.value).where(*this_key, live))
@@ -214,15 +225,16 @@ class _Shared:
             .values(expires_at=new_expiry)
         )
         self.delete_key = prepare(delete(table).where(*this_key))
-        self.delete_all = prepare(delete(table).where(*in_range))
-        self.delete_root = prepare(delete(table))
-        self.delete_expired = prepare(_dialects.bounded_delete(dialect, table, (*in_range, expired), batch))
-        self.delete_root_expired = prepare(_dialects.bounded_delete(dialect, table, (expired,), batch))
+        self.delete_all = scoped(lambda where: delete(table).where(*where))
+        self.delete_expired = scoped(
+            lambda where: _dialects.bounded_delete(
+                dialect, table, (*where, expired), DELETE_BATCH_SIZE, index_column=c.expires_at
+            )
+        )
         counts = select(
             c.namespace, func.count(), func.coalesce(func.sum(case((expired, 1), else_=0)), 0)
         ).group_by(c.namespace)
-        self.stats = prepare(counts.where(*in_range))
-        self.stats_root = prepare(counts)
+        self.stats = scoped(lambda where: counts.where(*where))
         # reseal: the next rows after (after_ns, after_kh) in key order, and a compare-and-set that
         # rewrites a value only if it is still the one read (a concurrent set or delete wins)
         rows = (
@@ -233,8 +245,7 @@ class _Shared:
             .order_by(c.namespace, c.key_hash)
             .limit(bindparam("batch", type_=Integer))
         )
-        self.reseal_rows = prepare(rows.where(*in_range))
-        self.reseal_rows_root = prepare(rows)
+        self.reseal_rows = scoped(lambda where: rows.where(*where))
         self.reseal_cas = prepare(
             update(table)
             .where(*this_key, c.value == bindparam("old_value"))
@@ -242,7 +253,7 @@ class _Shared:
         )
 
     def now_us(self) -> int:
-        return round(self.clock() * _US)
+        return round(self.clock() * _MICROSECONDS)
 
     async def first(
         self, stmt: Statement, params: Mapping[str, Any], fail_open: bool = False
@@ -321,35 +332,6 @@ class SQLStore(NamespacedStore):
             read_unsealed: With ``encryption_keys``, also read values stored unencrypted (during a
                 migration to encryption); by default they read as missing.
         """
-        self._init(
-            engine,
-            table_name,
-            namespace,
-            clock,
-            max_value_size,
-            None,
-            renew_threshold=renew_threshold,
-            on_error=on_error,
-            compress_min_size=compress_min_size,
-            encryption_keys=encryption_keys,
-            read_unsealed=read_unsealed,
-        )
-
-    def _init(
-        self,
-        engine: AsyncEngine,
-        table_name: str,
-        namespace: str | None,
-        clock: Callable[[], float],
-        max_value_size: int,
-        executor: Executor | None,
-        *,
-        renew_threshold: float = 0.0,
-        on_error: OnError = "raise",
-        compress_min_size: int | None = None,
-        encryption_keys: Sequence[bytes] = (),
-        read_unsealed: bool = False,
-    ) -> None:
         if not isinstance(engine, AsyncEngine):
             raise TypeError(f"engine must be a sqlalchemy AsyncEngine, not {type(engine).__name__}")
         _dialects.check_driver(engine.dialect.name, engine.dialect.driver)
@@ -368,19 +350,24 @@ class SQLStore(NamespacedStore):
             max_value_size=max_value_size,
         )
         table = store_table(MetaData(), table_name)
-        path = () if namespace is None else (namespace,)
-        owner = executor is not None
-        if executor is None:
-            executor = Executor(engine, owned=False)
-        executor.table = table.name
+        executor = Executor(engine, table.name, owned=False)
         self._shared = _Shared(engine, table, clock, max_value_size, executor, sealer)
-        self._set_path(path, owner=owner)
+        self._owner = False
+        self._set_path(() if namespace is None else (namespace,))
 
-    def _set_path(self, path: tuple[str, ...], *, owner: bool) -> None:
+    def _set_path(self, path: tuple[str, ...]) -> None:
         self._ns = encode_namespace(path)
         self._path = path
-        self._owner = owner
         self.namespace = path[-1] if path else None
+
+    def _namespaced(self, path: tuple[str, ...], *, fail_open: bool) -> Self:
+        """A store on ``path`` that shares this one's engine, table, statements and sealing (and
+        never disposes the engine)."""
+        store = copy.copy(self)
+        store._fail_open = fail_open
+        store._owner = False
+        store._set_path(path)
+        return store
 
     @classmethod
     def with_url(
@@ -428,21 +415,24 @@ class SQLStore(NamespacedStore):
             raise _dialects.missing_driver(error, parsed) from error
         try:
             _dialects.configure_owned_engine(engine, transaction_pooling=transaction_pooling)
-            store = cls.__new__(cls)
-            executor = Executor(engine, owned=True, keep=_kept_connections(engine, options))
-            store._init(
+            store = cls(
                 engine,
-                table_name,
-                namespace,
-                clock,
-                max_value_size,
-                executor,
+                table_name=table_name,
+                namespace=namespace,
+                clock=clock,
+                max_value_size=max_value_size,
                 renew_threshold=renew_threshold,
                 on_error=on_error,
                 compress_min_size=compress_min_size,
                 encryption_keys=encryption_keys,
                 read_unsealed=read_unsealed,
             )
+            # the store owns this engine: its executor keeps connections between calls and close()
+            # disposes the engine
+            store._shared.executor = Executor(
+                engine, store.table.name, owned=True, keep=_kept_connections(engine, options)
+            )
+            store._owner = True
         except BaseException:
             engine.sync_engine.dispose(close=False)
             raise
@@ -494,6 +484,11 @@ class SQLStore(NamespacedStore):
         url = self._shared.engine.url.render_as_string(hide_password=True)
         return f"{type(self).__name__}(url={url!r}, table={self.table.name!r}, namespace={self._path!r})"
 
+    def _whole_table(self) -> SQLStore:
+        """The root store of this store's table, sharing its engine, statements and sealing; its
+        calls raise on failure (the maintenance commands use it)."""
+        return self._namespaced((), fail_open=False)
+
     def with_namespace(self, namespace: str, *, on_error: OnError | None = None) -> Self:
         """A store in the child namespace ``namespace``, sharing this store's engine and table
         (and its circuit breaker), its ``renew_threshold`` and, unless given, its ``on_error``.
@@ -503,12 +498,7 @@ class SQLStore(NamespacedStore):
         if not isinstance(namespace, str):
             raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
         fail_open = self._fail_open if on_error is None else check_on_error(on_error) == "miss"
-        child = type(self).__new__(type(self))
-        child._renew_threshold = self._renew_threshold
-        child._fail_open = fail_open
-        child._shared = self._shared
-        child._set_path((*self._path, namespace), owner=False)
-        return child
+        return self._namespaced((*self._path, namespace), fail_open=fail_open)
 
     # -- operations -------------------------------------------------------------------------
 
@@ -603,7 +593,7 @@ class SQLStore(NamespacedStore):
         expires_at, now = row
         if expires_at is None:
             return -1
-        return -((now - expires_at) // _US)
+        return -((now - expires_at) // _MICROSECONDS)
 
     async def _expiry_row(self, key: str) -> tuple[int | None, int] | None:
         key = _check_key(key)
@@ -623,7 +613,7 @@ class SQLStore(NamespacedStore):
     async def delete_all(self) -> None:
         """Delete every key of this namespace and of all namespaces below it (root: the table)."""
         shared = self._shared
-        stmt, params = self._subtree(shared.delete_all, shared.delete_root)
+        stmt, params = self._subtree(shared.delete_all)
         await shared.executor.rowcount(stmt, params, fail_open=self._fail_open)
 
     async def delete_expired(self) -> int:
@@ -633,7 +623,7 @@ class SQLStore(NamespacedStore):
         through the ``expires_at`` index, so that no statement holds locks for long.
         """
         shared = self._shared
-        stmt, params = self._subtree(shared.delete_expired, shared.delete_root_expired, now=shared.now_us())
+        stmt, params = self._subtree(shared.delete_expired, now=shared.now_us())
         total = 0
         while True:
             deleted = await shared.executor.rowcount(stmt, params)
@@ -644,9 +634,7 @@ class SQLStore(NamespacedStore):
     async def stats(self) -> StoreStats:
         """Rows and expired rows of this namespace and below, in all and per namespace (one query)."""
         shared = self._shared
-        rows = await shared.executor.rows(
-            *self._subtree(shared.stats, shared.stats_root, now=shared.now_us())
-        )
+        rows = await shared.executor.rows(*self._subtree(shared.stats, now=shared.now_us()))
         namespaces = {
             decode_namespace(bytes(ns)): NamespaceStats(int(count), int(expired))
             for ns, count, expired in rows
@@ -674,7 +662,7 @@ class SQLStore(NamespacedStore):
             raise ValueError(f"batch_size must be positive, not {batch_size!r}")
         shared = self._shared
         sealer = shared.sealer
-        stmt, params = self._subtree(shared.reseal_rows, shared.reseal_rows_root, batch=batch_size)
+        stmt, params = self._subtree(shared.reseal_rows, batch=batch_size)
         after = (self._ns, b"")  # before every key digest of this namespace
         total = 0
         while True:
@@ -690,12 +678,13 @@ class SQLStore(NamespacedStore):
                 return total
             after = (bytes(rows[-1][0]), bytes(rows[-1][1]))
 
-    def _subtree(self, ranged: Statement, root: Statement, **params: Any) -> tuple[Statement, dict[str, Any]]:
-        """The statement for this namespace and all below it, and its parameters."""
+    def _subtree(self, scoped: _Scoped, **params: Any) -> tuple[Statement, dict[str, Any]]:
+        """The statement for this namespace and all below it (the root: the table), and its
+        parameters."""
         bounds = namespace_range(self._ns)
         if bounds is None:
-            return root, params
-        return ranged, {**params, "lo": bounds[0], "hi": bounds[1]}
+            return scoped.table, params
+        return scoped.subtree, {**params, "lo": bounds[0], "hi": bounds[1]}
 
     # -- life cycle -------------------------------------------------------------------------
 

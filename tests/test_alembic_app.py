@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import sqlsession
+from sqlsession.schema import HEAD_REVISION
 
 from .conftest import dialect_url
 
@@ -228,7 +229,7 @@ async def test_existing_app_upgrades_heads_autogenerates_into_its_folder_and_rem
     alembic(project, "upgrade", "heads")
     assert await state(database) == (
         {"alembic_version", "app_user", "litestar_store"},
-        {"app_0001", "sqlsession_0001"},
+        {"app_0001", HEAD_REVISION},
     )
 
     with (project / "models.py").open("a") as models:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from sqlsession import NamespaceStats, SQLStore, StoreStats
 from sqlsession.cli import format_stats, main
+from sqlsession.schema import HEAD_REVISION
 
 from .conftest import unique_table
 
@@ -107,7 +108,7 @@ async def test_upgrade_current_and_downgrade_manage_the_table(
         assert await _has_table(url, table)
         current = run("current", *where)
         assert current.returncode == 0, current.stderr
-        assert f"{table}: sqlsession_0001 (head)" in current.stdout
+        assert f"{table}: {HEAD_REVISION} (head)" in current.stdout
         async with SQLStore.with_url(server_url, table_name=table) as store:
             await store.set("k", b"v")
             assert await store.get("k") == b"v"
@@ -161,7 +162,7 @@ def test_downgrade_asks_before_dropping_and_no_keeps_the_table(tmp_path: Path) -
     answered = subprocess.run(command, cwd=ROOT, input="n\n", capture_output=True, text=True, timeout=120)
     assert answered.returncode == 1
     assert "litestar_store" in answered.stdout  # the question names the table
-    assert "litestar_store: sqlsession_0001 (head)" in run("current", "--url", url).stdout
+    assert f"litestar_store: {HEAD_REVISION} (head)" in run("current", "--url", url).stdout
 
 
 def test_help_is_plain_text() -> None:
@@ -190,11 +191,11 @@ def test_the_litestar_group_has_the_same_commands(tmp_path: Path) -> None:
 
     upgraded = run_in_app("upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "app_store: upgraded to sqlsession_0001 (head)" in upgraded.stdout
-    assert "app_store: sqlsession_0001 (head)" in run_in_app("current").stdout
+    assert f"app_store: upgraded to {HEAD_REVISION} (head)" in upgraded.stdout
+    assert f"app_store: {HEAD_REVISION} (head)" in run_in_app("current").stdout
     refused = run_in_app("downgrade", answer="n\n")
     assert refused.returncode != 0
-    assert "app_store: sqlsession_0001 (head)" in run_in_app("current").stdout
+    assert f"app_store: {HEAD_REVISION} (head)" in run_in_app("current").stdout
     dropped = run_in_app("downgrade", "--yes")
     assert dropped.returncode == 0, dropped.stderr
     assert "app_store: no table" in run_in_app("current").stdout

@@ -21,7 +21,7 @@ from sqlsession._dialects import async_url
 from sqlsession._migrate import alembic_config
 from sqlsession.schema import DEFAULT_TABLE_NAME, HEAD_REVISION, REVISION_PREFIX, expires_at_index_name
 
-from .conftest import create_table, drop_table, unique_table
+from .conftest import Clock, create_table, drop_table, unique_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -199,3 +199,54 @@ def test_the_store_expects_the_newest_bundled_revision() -> None:
     script = ScriptDirectory.from_config(alembic_config(DEFAULT_TABLE_NAME, None))  # type: ignore[arg-type]
     assert script.get_heads() == [HEAD_REVISION]
     assert all(rev.revision.startswith(REVISION_PREFIX) for rev in script.walk_revisions())
+
+
+async def sqlite_table_sql(url: str, table: str) -> str:
+    engine = create_async_engine(async_url(url))
+    try:
+        async with engine.connect() as conn:
+            query = text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :t")
+            return str((await conn.execute(query, {"t": table})).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrade_from_the_first_revision_keeps_every_row(
+    url: str, table: str, dialect: str, clock: Clock
+) -> None:
+    """A table written under revision 0001 is upgraded in place (on SQLite rebuilt WITHOUT ROWID):
+    every key keeps its value and expiry, ``alembic check`` is clean, and downgrade brings back
+    the first layout with the rows still there."""
+    ok(alembic("upgrade", "sqlsession_0001", url=url, table=table))
+    if dialect == "sqlite":
+        assert "WITHOUT ROWID" not in (await sqlite_table_sql(url, table)).upper()
+    store = SQLStore.with_url(url, table_name=table, clock=clock)
+    keys = {f"key{i}": bytes([i]) * (i * 40) for i in range(60)}
+    expiry = {key: (i % 3) * 100 or None for i, key in enumerate(keys)}  # None: never expires
+
+    async def assert_every_row_kept() -> None:
+        for key, value in keys.items():
+            assert await store.get(key) == value, key
+            assert await store.expires_in(key) == (expiry[key] or -1), key
+        assert (await store.stats()).rows == len(keys)
+
+    try:
+        for key, value in keys.items():
+            await store.set(key, value, expires_in=expiry[key])
+        ok(alembic("upgrade", "head", url=url, table=table))
+        await assert_every_row_kept()
+        ok(alembic("check", url=url, table=table))
+        await store.check()  # the revision the store expects
+        if dialect == "sqlite":
+            assert "WITHOUT ROWID" in (await sqlite_table_sql(url, table)).upper()
+            assert (await describe(url, table))["indexes"][expires_at_index_name(table)]["column_names"] == [
+                "expires_at"
+            ]
+        ok(alembic("downgrade", "sqlsession_0001", url=url, table=table))
+        await assert_every_row_kept()
+        if dialect == "sqlite":
+            assert "WITHOUT ROWID" not in (await sqlite_table_sql(url, table)).upper()
+        ok(alembic("downgrade", "base", url=url, table=table))
+        assert await describe(url, table) == {}
+    finally:
+        await store.close()

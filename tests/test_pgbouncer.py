@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlsession import SQLStore, SQLStorePlugin, StoreError
 from sqlsession._dialects import TRANSACTION_POOLING_CONNECT_ARGS
+from sqlsession.schema import HEAD_REVISION
 
 from . import test_contract
 from ._servers import PrivatePgBouncer, private_pgbouncer_for
@@ -264,7 +265,7 @@ def test_commands_run_through_the_pooler_with_the_option(url: str) -> None:
     try:
         for _ in range(3):  # several statements, each maybe on another server connection
             current = run("current")
-            assert f"{table}: sqlsession_0001 (head)" in current.stdout, current.stderr
+            assert f"{table}: {HEAD_REVISION} (head)" in current.stdout, current.stderr
             stats = run("stats")
             assert f"table {table}: 0 rows, 0 expired" in stats.stdout, stats.stderr
     finally:

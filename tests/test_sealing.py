@@ -487,10 +487,16 @@ async def test_reseal_command_without_keys_or_compression_is_an_error(
     assert "SQLSESSION_ENCRYPTION_KEYS" in capsys.readouterr().err
 
 
-def test_reseal_is_a_litestar_command() -> None:
-    from sqlsession.cli import litestar_group
+def test_reseal_is_a_litestar_command(tmp_path: Path) -> None:
+    import click
 
-    assert "reseal" in litestar_group().commands
+    from sqlsession import SQLStorePlugin
+
+    cli = click.Group("litestar")
+    SQLStorePlugin(url=f"sqlite:///{tmp_path / 'x.db'}").on_cli_init(cli)
+    group = cli.commands["sqlsession"]
+    assert isinstance(group, click.Group)
+    assert "reseal" in group.commands
 
 
 async def _in_thread(function: Callable[..., int], *args: Any) -> int:

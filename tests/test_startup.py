@@ -15,6 +15,7 @@ from litestar.testing import TestClient
 from sqlalchemy import text
 
 from sqlsession import SQLStore, SQLStorePlugin, StoreError, TableMissingError, _migrate
+from sqlsession.schema import HEAD_REVISION
 
 from .conftest import create_table, dialect_url, drop_table, unique_table
 
@@ -88,11 +89,11 @@ async def test_a_table_at_an_unknown_revision_fails_the_check(url: str, migrated
             await conn.execute(
                 text(f"UPDATE sqlsession_version_{migrated_table} SET version_num = 'sqlsession_9999'")
             )
-        with pytest.raises(StoreError, match=r"at revision sqlsession_9999.*expects sqlsession_0001"):
+        with pytest.raises(StoreError, match=rf"at revision sqlsession_9999.*expects {HEAD_REVISION}"):
             await store.check()
         async with store.engine.begin() as conn:
             await conn.execute(
-                text(f"UPDATE sqlsession_version_{migrated_table} SET version_num = 'sqlsession_0001'")
+                text(f"UPDATE sqlsession_version_{migrated_table} SET version_num = '{HEAD_REVISION}'")
             )
     finally:
         await store.close()
