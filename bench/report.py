@@ -4,7 +4,6 @@ chart ``docs/benchmarks.png``, from the results of a run (``bench.run``)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,8 @@ OP_LABELS = {op: op for op in OPS} | {"get_renew": "get(renew_for)"}
 LABELS = {"raw": "raw driver", "sqlsession": "SQLStore.with_url", "sqlsession-engine": "SQLStore(engine)"}
 MAIN, WAYS = "sqlsession", ("sqlsession", "sqlsession-engine")  # the ways of making an SQLStore
 DATABASES = {"sqlite": "SQLite", "asyncpg": "PostgreSQL", "psycopg": "PostgreSQL", "asyncmy": "MySQL/MariaDB"}
-Group = dict[str, Any]
 
-# the page; in the templates, a line that starts with two spaces continues the line before
+# the page; in its templates, a line that starts with two spaces continues the line before
 PAGE = """# Benchmarks
 
 How fast sqlsession's `SQLStore` is, next to the database driver under it and to the other stores a Litestar
@@ -45,42 +43,8 @@ Measured: the **time per call** of each operation (`set`, `get`, `get` with `ren
   `renew_for`, 25% `set`, 5% `delete`) from {tasks} concurrent tasks{what_scale}.
 
 ## Results
-"""
-QUICK = """
-**A quick run (`--quick`): tiny counts, to check that the benchmark works; the figures mean nothing.**
-"""
-WHAT_SCALE = """; **large tables**: `SQLStore.with_url` alone on
-  tables of {rows} rows, and `delete_expired()` on the largest while other tasks keep reading"""
-THROUGHPUT = """### Throughput
 
-Operations per second of the session mix (higher is better); in brackets, each `SQLStore`'s as a percentage
-  of the raw driver's on the same database.
-"""
-LATENCY = """### Time per call
-
-Median time of one call in microseconds (lower is better), {size} values; in brackets, each `SQLStore`'s as a
-  multiple of the raw driver's. The other sizes and the 99th percentiles: [All figures](#all-figures).
-"""
-SCALE = """### Large tables
-
-`SQLStore.with_url` alone, 512 B values: median (99th percentile) microseconds per call on tables of each
-  size, and the largest table's median ÷ the smallest's (1.00 = no slower):
-"""
-CLEANUP = """`delete_expired()` on the largest table, every row but the working keys expired, while
-  {s[delete_get_tasks]} tasks `get` live keys ({s[delete_get_rate]:,.0f} calls per second in all): the rows
-  deleted, the time, and those `get` calls (median / 99th percentile) in the 2 s before it and while it ran:
-"""
-PROBLEMS = """### Stores that did not run
-
-A `failed` or `n/a` in a table:
-"""
-CHART = """## Chart
-
-![Session mix throughput per database and store]({chart})
-
-The [throughput table](#throughput) as bars (higher is better).
-"""
-HOW = """## How it was measured
+{results}{chart}## How it was measured
 
 - Run on {meta[started]} ({duration}), sqlsession at git commit {revision}: `{meta[command]}`.
 
@@ -92,11 +56,8 @@ HOW = """## How it was measured
 - Python {m[python]}, SQLite library {m[sqlite]}, default asyncio event loop{local}
 
 ### Versions and server settings
-"""
-LOCAL = """
-- The servers (databases, Redis) ran on the same machine as the benchmark: client and server share its
-  cores."""
-METHOD = """### Method
+
+{versions}### Method
 
 - Every store has a table (SQLite: a file; Redis: a namespace; FileStore: a folder) of its own, and every SQL
   store but `SQLStore(engine)` (SQLAlchemy's default pool, not in autocommit) at most {s[pool_size]}
@@ -133,26 +94,72 @@ From a checkout of the repository (the benchmark is in `bench/`, not in the pack
 ## All figures
 
 Per database: both value sizes, the 99th percentiles, each store ÷ `SQLStore.with_url`, the client's CPU.
+
+{figures}"""
+QUICK = """
+**A quick run (`--quick`): tiny counts, to check that the benchmark works; the figures mean nothing.**
 """
+WHAT_SCALE = """; **large tables**: `SQLStore.with_url` alone on
+  tables of {rows} rows, and `delete_expired()` on the largest while other tasks keep reading"""
+THROUGHPUT = """### Throughput
+
+Operations per second of the session mix (higher is better); in brackets, each `SQLStore`'s as a percentage
+  of the raw driver's on the same database.
+
+"""
+LATENCY = """### Time per call
+
+Median time of one call in microseconds (lower is better), {size} values; in brackets, each `SQLStore`'s as a
+  multiple of the raw driver's. The other sizes and the 99th percentiles: [All figures](#all-figures).
+
+"""
+SCALE = """### Large tables
+
+`SQLStore.with_url` alone, 512 B values: median (99th percentile) microseconds per call on tables of each
+  size, and the largest table's median ÷ the smallest's (1.00 = no slower):
+
+{ops}"""
+CLEANUP = """`delete_expired()` on the largest table, every row but the working keys expired, while
+  {s[delete_get_tasks]} tasks `get` live keys ({s[delete_get_rate]:,.0f} calls per second in all): the rows
+  deleted, the time, and those `get` calls (median / 99th percentile) in the 2 s before it and while it ran:
+
+{cleanup}"""
+PROBLEMS = """### Stores that did not run
+
+A `failed` or `n/a` in a table:
+
+{problems}
+
+"""
+CHART = """## Chart
+
+![Session mix throughput per database and store]({chart})
+
+The [throughput table](#throughput) as bars (higher is better).
+
+"""
+LOCAL = """
+- The servers (databases, Redis) ran on the same machine as the benchmark: client and server share its
+  cores."""
 METHOD_SCALE = """
 - Large tables: filled server-side with {s[fill_value_bytes]}-byte values, then `VACUUM ANALYZE` /
   `ANALYZE`; {s[scale_keys]} working keys; for `delete_expired()`, the stores' clock moves two days on."""
 NOISY = """: other work ran on the machine (and the servers may have served other clients), so the figures are
   noisier than on a quiet one."""
+# All figures, per database: the title, the shape and the form of each table (None: each store's ÷
+# sqlsession's)
 TITLES = """Time of one call, median (99th percentile) in microseconds:
 |`SQLStore.with_url`'s median time ÷ each other store's (below 1.00: `SQLStore.with_url` is faster):
 |Session mix, operations per second:
 |`SQLStore.with_url`'s throughput ÷ each other store's (above 1.00: `SQLStore.with_url` is faster):
 |CPU time of the benchmark process per second of the mix (100% = one core: the client is the bottleneck):"""
+SHAPES = ("sequential", "sequential", "concurrent", "concurrent", "client_cpu")
+FORMS = ("", None, "{:,.0f}", None, "{:.0%}")
 
 
-def _text(template: str, **values: Any) -> list[str]:
-    return template.format(**values).replace("\n  ", " ").split("\n")
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+def _table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return [*lines, *("| " + " | ".join(row) + " |" for row in rows), ""]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n\n"
 
 
 def size_label(size: int | str) -> str:
@@ -160,19 +167,23 @@ def size_label(size: int | str) -> str:
     return f"{size // 1024} KiB" if size >= 1024 and size % 1024 == 0 else f"{size} B"
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:,.0f}"
+def _fmt(value: Any, form: str = "{:,.0f}") -> str:
+    """A figure: ``form`` of a number, median (p99) of a latency; "-" if there is none."""
+    if isinstance(value, dict):
+        return f"{_fmt(value['median_us'])} ({_fmt(value['p99_us'])})"
+    return "-" if value is None or math.isnan(value) else form.format(value)
 
 
-def _lat(cell: dict[str, float] | None) -> str:
-    return "-" if cell is None else f"{_fmt(cell['median_us'])} ({_fmt(cell['p99_us'])})"
+def _number(value: Any) -> float | None:
+    return value["median_us"] if isinstance(value, dict) else value
 
 
-def _ratio(mine: float | None, theirs: float | None) -> str:
+def _ratio(mine: Any, theirs: Any) -> str:
+    mine, theirs = _number(mine), _number(theirs)
     return "-" if mine is None or not theirs else f"{mine / theirs:.2f}"
 
 
-def _and(items: Iterable[Any]) -> str:
+def _and(items: Any) -> str:
     """``a``, ``a and b``, ``a, b and c``."""
     *rest, last = [str(item) for item in items] or [""]
     return f"{', '.join(rest)} and {last}" if rest else last
@@ -182,10 +193,6 @@ def _one_line(text: str, limit: int = 300) -> str:
     """An error message on one line (its escaped newlines too), cut at ``limit`` characters."""
     text = " ".join(str(text).replace("\\n", " ").split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _share(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0%}"
 
 
 def _label(name: str) -> str:
@@ -200,46 +207,49 @@ def database(results: dict[str, Any], dialect: str) -> str:
     return f"{server} ({'aiosqlite' if dialect == 'sqlite' else dialect})"
 
 
-def _median(group: Group, name: str, op: str, size: int | str) -> float | None:
-    cell = group.get("sequential", {}).get(name, {}).get(op, {}).get(str(size))
-    return None if cell is None else float(cell["median_us"])
+def _figure(group: dict[str, Any], shape: str, name: str, key: tuple[Any, Any]) -> Any:
+    """One figure: of an operation and a value size (sequential), or a value size and tasks (the mix)."""
+    return group.get(shape, {}).get(name, {}).get(str(key[0]), {}).get(str(key[1]))
 
 
-def _per_s(group: Group, name: str, size: int | str, tasks: int | str, key: str = "concurrent") -> Any:
-    """The mix's operations per second (``key="client_cpu"``: the client's CPU per second), or None."""
-    return group.get(key, {}).get(name, {}).get(str(size), {}).get(str(tasks))
+def _keys(results: dict[str, Any], shape: str) -> list[tuple[list[str], tuple[Any, Any]]]:
+    """The rows of a shape's table: their labels, and the key of their figures."""
+    sizes, tasks = results["settings"]["sizes"], results["settings"]["tasks"]
+    if shape == "sequential":
+        return [([OP_LABELS[op], size_label(z)], (op, z)) for op in OPS for z in sizes]
+    return [([size_label(z), str(t)], (z, t)) for z in sizes for t in tasks]
 
 
-def _groups_with(results: dict[str, Any], shape: str) -> list[str]:
-    return [d for d, g in results["groups"].items() if g.get("available", True) and g.get(shape)]
+def _groups(results: dict[str, Any], shape: str) -> dict[str, Any]:
+    return {d: g for d, g in results["groups"].items() if g.get("available", True) and g.get(shape)}
 
 
-def _summary(
-    results: dict[str, Any], shape: str, keys: list[Any], figure: Callable[..., Any], share: str
-) -> Any:
+def _summary(results: dict[str, Any], shape: str, keys: list[Any], share: str) -> str:
     """Every store in every database, a row per key; both SQLStores with their figure ÷ the raw driver's."""
-    dialects = _groups_with(results, shape)
-    groups = [results["groups"][d] for d in dialects]
-    names = [
-        n for n in ALL_CONTENDERS if any(n in g.get("sequential", {}) or n in g["contenders"] for g in groups)
+    groups = _groups(results, shape)
+    tried = [
+        n
+        for n in ALL_CONTENDERS
+        if any(n in g.get("sequential", {}) or n in g["contenders"] for g in groups.values())
     ]
     rows = []
-    for dialect, group in zip(dialects, groups, strict=True):
-        for labels, key in keys[1:]:
-            raw, row = figure(group, "raw", *key), [database(results, dialect), *labels]
-            for name in names:
-                value, status = figure(group, name, *key), group["contenders"].get(name, {}).get("status")
-                if value is None:  # it failed, could not run here, or was not selected
-                    row.append({"error": "failed", "unavailable": "n/a"}.get(status or "", "-"))
-                else:
-                    row.append(
-                        _fmt(value) + (f" ({share.format(value / raw)})" if name in WAYS and raw else "")
-                    )
-            rows.append(row)
-    return _table(["database", *keys[0], *map(_label, names)], rows)
+    for (dialect, group), (labels, key) in [(g, k) for g in groups.items() for k in keys]:
+        raw, row = _number(_figure(group, shape, "raw", key)), [database(results, dialect), *labels]
+        for name in tried:
+            value, status = (
+                _number(_figure(group, shape, name, key)),
+                group["contenders"].get(name, {}).get("status"),
+            )
+            if value is None:  # it failed, could not run here, or was not selected
+                row.append({"error": "failed", "unavailable": "n/a"}.get(status or "", "-"))
+            else:
+                row.append(_fmt(value) + (f" ({share.format(value / raw)})" if name in WAYS and raw else ""))
+        rows.append(row)
+    head = ["value", "tasks"] if shape == "concurrent" else ["operation"]
+    return _table(["database", *head, *map(_label, tried)], rows)
 
 
-def _scale_tables(results: dict[str, Any]) -> tuple[list[str], list[str]]:
+def _scale(results: dict[str, Any]) -> str:
     """The scale part: sequential figures per table size; delete_expired() on the largest."""
     scale = results["scale"]
     counts = next((list(part["rows"]) for part in scale.values() if part.get("rows")), [])
@@ -252,10 +262,8 @@ def _scale_tables(results: dict[str, Any]) -> tuple[list[str], list[str]]:
             rows.append([where, f"error: {part['error']}", *(["-"] * (len(head) - 2))])
         for op in OPS if "error" not in part else ():
             cells = [part["rows"][n].get("ops", {}).get(op) for n in counts]
-            row = [where, OP_LABELS[op], *map(_lat, cells)]
-            if len(counts) >= 2:  # "-" if either is missing
-                row.append(_ratio(cells[-1] and cells[-1]["median_us"], cells[0] and cells[0]["median_us"]))
-            rows.append(row)
+            rows.append([where, OP_LABELS[op], *map(_fmt, cells)])
+            rows[-1] += [_ratio(cells[-1], cells[0])] if len(counts) >= 2 else []
         if info := part.get("delete_expired"):
             loaded, gets = part["rows"][str(info["rows"])], (info["baseline"], info["during"])
             counted = [f"{int(x):,}" for x in (loaded["expiring"], loaded["live"], info["deleted"])]
@@ -263,7 +271,10 @@ def _scale_tables(results: dict[str, Any]) -> tuple[list[str], list[str]]:
             cleanup.append([where, *counted, f"{info['seconds']:.2f}", *times, f"{int(gets[1]['n']):,}"])
     heads = "database|expired rows|live rows|deleted|time (s)|get, before: median / p99 (µs)"
     heads += "|get, during: median / p99 (µs)|gets timed during"
-    return _table(head, rows), _table(heads.split("|"), cleanup) if cleanup else []
+    out = SCALE.format(ops=_table(head, rows))
+    return out + (
+        CLEANUP.format(s=results["settings"], cleanup=_table(heads.split("|"), cleanup)) if cleanup else ""
+    )
 
 
 def _problems(results: dict[str, Any]) -> list[str]:
@@ -289,114 +300,77 @@ def _problems(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _servers_local(results: dict[str, Any]) -> bool:
-    """Whether the run used a server (database or Redis), all of them on this machine's loopback address."""
-    groups = results["groups"]
-    hosts = [dialect_url(d).host for d, g in groups.items() if d != "sqlite" and g.get("sequential")]
-    if any(g.get("contenders", {}).get("RedisStore", {}).get("status") == "ok" for g in groups.values()):
-        hosts.append(make_url(results["settings"]["redis_url"]).host)
-    return bool(hosts) and all(host in (None, "127.0.0.1", "localhost", "::1") for host in hosts)
-
-
-def _figures(results: dict[str, Any], dialect: str, group: Group, titles: list[list[str]]) -> list[str]:
-    """Every figure of one database, with each store's ÷ `SQLStore.with_url`'s."""
-    seq, cpu, sizes, tasks = group.get("sequential", {}), group.get("client_cpu", {}), *_counts(results)
-    names = [n for n in ALL_CONTENDERS if n in seq or n in group.get("concurrent", {})]
-    others, vs = [n for n in names if n != MAIN], [f"÷ {_label(n)}" for n in names if n != MAIN]
-    ok = [f"**{_label(n)}**: {i['detail']}" for n, i in group["contenders"].items() if i["status"] == "ok"]
-    out = [f"### {database(results, dialect)}", "", f"Stores: {'; '.join(ok)}.", ""]
-    if seq:
-        keys = [(op, z, [OP_LABELS[op], size_label(z)]) for op in OPS for z in sizes]
-        lat = [
-            [*first, *(_lat(seq.get(n, {}).get(op, {}).get(str(z))) for n in names)] for op, z, first in keys
-        ]
-        out += titles[0] + _table(["operation", "value", *map(_label, names)], lat)
-        mine = [(first, _median(group, MAIN, op, z), op, z) for op, z, first in keys]
-        ratio = [[*first, *(_ratio(m, _median(group, n, op, z)) for n in others)] for first, m, op, z in mine]
-        out += titles[1] + _table(["operation", "value", *vs], ratio)
-    if group.get("concurrent"):
-        keys = [(z, t, [size_label(z), str(t)]) for z in sizes for t in tasks]
-        mix = [[*first, *(_fmt(_per_s(group, n, z, t)) for n in names)] for z, t, first in keys]
-        out += titles[2] + _table(["value", "tasks", *map(_label, names)], mix)
-        mine = [(first, _per_s(group, MAIN, z, t), z, t) for z, t, first in keys]
-        ratio = [[*first, *(_ratio(m, _per_s(group, n, z, t)) for n in others)] for first, m, z, t in mine]
-        out += titles[3] + _table(["value", "tasks", *vs], ratio)
-        used = [n for n in names if n in cpu]
-        share = [
-            [*first, *(_share(_per_s(group, n, z, t, "client_cpu")) for n in used)] for z, t, first in keys
-        ]
-        out += titles[4] + _table(["value", "tasks", *map(_label, used)], share)
-    return out
-
-
-def _counts(results: dict[str, Any]) -> tuple[list[int], list[int]]:
-    """The value sizes and the numbers of tasks of the run."""
-    return [int(size) for size in results["settings"]["sizes"]], [
-        int(t) for t in results["settings"]["tasks"]
+def _figures(results: dict[str, Any], dialect: str, group: dict[str, Any]) -> str:
+    """Every figure of one database, and each store's ÷ `SQLStore.with_url`'s."""
+    names = [
+        n for n in ALL_CONTENDERS if n in group.get("sequential", {}) or n in group.get("concurrent", {})
     ]
+    ok = [f"**{_label(n)}**: {i['detail']}" for n, i in group["contenders"].items() if i["status"] == "ok"]
+    out = f"### {database(results, dialect)}\n\nStores: {'; '.join(ok)}.\n\n"
+    for title, shape, form in zip(TITLES.split("\n|"), SHAPES, FORMS, strict=True):
+        if not group.get(shape):
+            continue
+        versus = form is None
+        columns = [n for n in names if (n != MAIN if versus else n in group[shape] or shape != "client_cpu")]
+        rows = []
+        for labels, key in _keys(results, shape):
+            cells = [_figure(group, shape, n, key) for n in columns]
+            mine = _figure(group, shape, MAIN, key)
+            rows.append(labels + [_ratio(mine, c) if versus else _fmt(c, form) for c in cells])
+        heads = ["operation", "value"] if shape == "sequential" else ["value", "tasks"]
+        out += title + "\n\n" + _table(heads + [("÷ " if versus else "") + _label(n) for n in columns], rows)
+    return out
 
 
 def markdown(results: dict[str, Any], chart_name: str | None) -> str:
     """``docs/benchmarks.md``: a page for the users of sqlsession, every figure from ``results``."""
-    meta, s, (sizes, tasks), scale = (
-        results["meta"],
-        results["settings"],
-        _counts(results),
-        results.get("scale"),
-    )
-    foreign, (before, after) = meta["foreign_cores"], (meta["load_before"], meta["load_after"])
+    meta, s, scale, groups = results["meta"], results["settings"], results.get("scale"), results["groups"]
     commit, _, dirty = str(meta["revision"]).partition(" + ")
-    v: dict[str, Any] = {"meta": meta, "m": meta["machine"], "s": s, "tasks": _and(tasks)}
-    v |= {"revision": f"`{commit}`" + (f" + {dirty}" if dirty else ""), "sizes": _and(map(size_label, sizes))}
-    v |= {
-        "duration": f"{meta['duration_s']:.0f} s"
-        if meta["duration_s"] < 90
-        else f"{meta['duration_s'] / 60:.0f} minutes"
-    }
+    seconds, noisy, (before, after) = (
+        meta["duration_s"],
+        meta["foreign_cores"] > meta["foreign_limit"],
+        [meta[f"load_{when}"] for when in ("before", "after")],
+    )
+    v: dict[str, Any] = {"meta": meta, "m": meta["machine"], "s": s, "tasks": _and(s["tasks"]), "results": ""}
+    v["revision"] = f"`{commit}`" + (f" + {dirty}" if dirty else "")
+    v["sizes"], v["calls"] = _and(map(size_label, s["sizes"])), s["batch"] * s["rounds"]
+    v["duration"] = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} minutes"
     v["what_scale"] = WHAT_SCALE.format(rows=_and(f"{int(n):,}" for n in s["rows"])) if scale else ""
     v["quick"] = QUICK if "--quick" in meta["command"].split() else ""
-    v["notice"] = (
-        " The machine was not quiet during this run: see [Noise](#noise)."
-        if foreign > meta["foreign_limit"]
-        else ""
-    )
-    out = _text(PAGE, **v)
-    if _groups_with(results, "concurrent"):
-        keys = [["value", "tasks"], *(([size_label(z), str(t)], (z, t)) for z in sizes for t in tasks)]
-        out += _text(THROUGHPUT) + _summary(results, "concurrent", keys, _per_s, "{:.0%}")
-    if _groups_with(results, "sequential"):
-        keys = [["operation"], *(([OP_LABELS[op]], (op, sizes[0])) for op in OPS)]
-        out += _text(LATENCY, size=size_label(sizes[0])) + _summary(
-            results, "sequential", keys, _median, "{:.2f}x"
-        )
-    if scale:
-        ops, cleanup = _scale_tables(results)
-        out += _text(SCALE) + ops + (_text(CLEANUP, s=s) + cleanup if cleanup else [])
-    if problems := _problems(results):
-        out += [*_text(PROBLEMS), *problems, ""]
-    out += _text(CHART, chart=chart_name) if chart_name else []
+    v["notice"] = " The machine was not quiet during this run: see [Noise](#noise)." if noisy else ""
+    if _groups(results, "concurrent"):
+        v["results"] += THROUGHPUT + _summary(results, "concurrent", _keys(results, "concurrent"), "{:.0%}")
+    if _groups(results, "sequential"):
+        keys = [([OP_LABELS[op]], (op, s["sizes"][0])) for op in OPS]
+        v["results"] += LATENCY.format(size=size_label(s["sizes"][0]))
+        v["results"] += _summary(results, "sequential", keys, "{:.2f}x")
+    v["results"] += _scale(results) if scale else ""
+    v["results"] += PROBLEMS.format(problems="\n".join(_problems(results))) if _problems(results) else ""
+    v["chart"] = CHART.format(chart=chart_name) if chart_name else ""
     v["guest"] = f", {v['m']['hypervisor']} guest" if v["m"]["hypervisor"] else ""
-    v["local"] = LOCAL if meta["servers"] and _servers_local(results) else ""
-    out += _text(HOW, **v) + _table(["package", "version"], meta["packages"].items())
-    out += _table(["server", "version and settings"], meta["servers"].items()) if meta["servers"] else []
-    v |= {"before": ", ".join(map(str, before["loadavg"])), "after": ", ".join(map(str, after["loadavg"]))}
-    v |= {"calls": s["batch"] * s["rounds"], "foreign": foreign, "noisy": NOISY if v["notice"] else "."}
+    hosts = [dialect_url(d).host for d, g in groups.items() if d != "sqlite" and g.get("sequential")]
+    if any(g.get("contenders", {}).get("RedisStore", {}).get("status") == "ok" for g in groups.values()):
+        hosts.append(make_url(s["redis_url"]).host)
+    local = hosts and all(host in (None, "127.0.0.1", "localhost", "::1") for host in hosts)
+    v["local"] = LOCAL if meta["servers"] and local else ""
+    v["versions"] = _table(["package", "version"], [list(item) for item in meta["packages"].items()])
+    servers = [list(item) for item in meta["servers"].items()]
+    v["versions"] += _table(["server", "version and settings"], servers) if servers else ""
+    v["before"], v["after"] = (", ".join(map(str, load["loadavg"])) for load in (before, after))
+    v["foreign"], v["noisy"] = meta["foreign_cores"], NOISY if noisy else "."
     v["busy"] = f" Busy processes at the start: {', '.join(before['busy'])}." if before["busy"] else ""
     v["note"] = f"\n- Note from the person who ran it: {meta['note']}" if meta["note"] else ""
     v["method_scale"] = METHOD_SCALE.format(s=s) if scale else ""
     needs = [f"- PostgreSQL at `{SERVERS['asyncpg'][1]}` (or the URL in `BENCH_POSTGRES_URL`)"]
-    needs = needs if {"asyncpg", "psycopg"} & set(results["groups"]) else []
-    if "asyncmy" in results["groups"]:
+    needs = needs if {"asyncpg", "psycopg"} & set(groups) else []
+    if "asyncmy" in groups:
         needs.append(f"- MariaDB or MySQL at `{SERVERS['asyncmy'][1]}` (or the URL in `BENCH_MYSQL_URL`)")
     if "RedisStore" in s["contenders"]:
         needs.append(f"- Redis at `{REDIS_URL_DEFAULT}` (or the URL in `BENCH_REDIS_URL`)")
     v["needs"] = " It needs these servers (SQLite needs none):\n\n" + "\n".join(needs) if needs else ""
-    out += _text(METHOD, **v)
-    titles = [[title, ""] for title in TITLES.split("\n|")]
-    for dialect, group in results["groups"].items():
-        if group.get("available", True) and (group.get("sequential") or group.get("concurrent")):
-            out += _figures(results, dialect, group, titles)
-    return "\n".join(out).rstrip("\n") + "\n"
+    shown = _groups(results, "sequential") | _groups(results, "concurrent")
+    v["figures"] = "".join(_figures(results, dialect, group) for dialect, group in shown.items())
+    return PAGE.format(**v).replace("\n  ", " ").rstrip("\n") + "\n"
 
 
 def chart(results: dict[str, Any], path: Path) -> str | None:
@@ -409,28 +383,27 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
         from matplotlib.ticker import FuncFormatter
     except ImportError as error:
         return f"matplotlib is not installed ({error})"
-    if not (dialects := _groups_with(results, "concurrent")):
+    if not (groups := _groups(results, "concurrent")):
         return "no throughput figures"
-    groups, (sizes, tasks) = [results["groups"][d] for d in dialects], _counts(results)
-    names = [n for n in ALL_CONTENDERS if any(n in g["concurrent"] for g in groups)]
-    ticks = [database(results, d).replace(" (", "\n(") for d in dialects]
-    fig, axes = plt.subplots(
-        len(tasks), len(sizes), figsize=(6.5 * len(sizes), 3.8 * len(tasks)), squeeze=False
-    )
+    sizes, tasks = results["settings"]["sizes"], results["settings"]["tasks"]
+    names = [n for n in ALL_CONTENDERS if any(n in g["concurrent"] for g in groups.values())]
+    ticks = [database(results, d).replace(" (", "\n(") for d in groups]
+    size = (6.5 * len(sizes), 3.8 * len(tasks))
+    fig, axes = plt.subplots(len(tasks), len(sizes), figsize=size, squeeze=False)
     width = 0.8 / len(names)
     for (row, n_tasks), (col, size) in [(r, c) for r in enumerate(tasks) for c in enumerate(sizes)]:
         ax = axes[row][col]
         for i, name in enumerate(names):
-            values = [_per_s(g, name, size, n_tasks) or 0.0 for g in groups]
-            xs = [x + (i - (len(names) - 1) / 2) * width for x in range(len(dialects))]
+            values = [_figure(g, "concurrent", name, (size, n_tasks)) or 0.0 for g in groups.values()]
+            xs = [x + (i - (len(names) - 1) / 2) * width for x in range(len(groups))]
             edge = "black" if name == MAIN else None
             ax.bar(xs, values, width, label=_label(name), color=plt.get_cmap("tab10")(i), edgecolor=edge)
-            for x, value, group in zip(xs, values, groups, strict=True):
+            for x, value, group in zip(xs, values, groups.values(), strict=True):
                 status = group["contenders"].get(name, {}).get("status")
                 if not value and status in ("error", "unavailable"):
                     text = "failed" if status == "error" else "n/a"
                     ax.text(x, 0, text, rotation=90, fontsize=7, ha="center", va="bottom")
-        ax.set_xticks(range(len(dialects)), ticks, fontsize=8)
+        ax.set_xticks(range(len(groups)), ticks, fontsize=8)
         ax.set_title(f"session mix, {size_label(size)} values, {n_tasks} task{'s' if n_tasks > 1 else ''}")
         ax.set_ylabel("operations per second")
         ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:,.0f}"))
