@@ -1,8 +1,8 @@
-"""Command line of the benchmark: ``python -m bench [--quick] [--dialects ...] [--rows ...]``.
+"""``python -m bench [--quick] [--dialects ...] [--rows ...]``: run the benchmark and print its page.
 
-It prints the page ``docs/benchmarks.md``; a full run (no ``--quick``) also rewrites it and the chart
-``docs/benchmarks.png``. ``--quick`` shrinks every count and writes no document unless ``--docs-dir`` is
-given. Benchmarks are not tests: the exit status is 0 whatever the figures say.
+A full run (no ``--quick``) also rewrites ``docs/benchmarks.md`` and ``docs/benchmarks.png``; ``--quick``
+shrinks every count and writes no document unless ``--docs-dir`` is given. The exit status is 0 whatever
+the figures say.
 """
 
 from __future__ import annotations
@@ -26,31 +26,21 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from . import contenders as c
 from . import report
-from .contenders import (
-    ALL_CONTENDERS,
-    ALL_DIALECTS,
-    Settings,
-    Unavailable,
-    dialect_url,
-    drop_tables,
-    open_contender,
-    server_reason,
-    version_of,
-)
 from .workload import concurrent, run_scale, sequential, why
 
 REPO = Path(__file__).resolve().parent.parent
 FOREIGN_LIMIT = 0.1  # cores used by other processes on average, above which the page says so
 QUICK = {"batch": 20, "rounds": 3, "seconds": 0.4, "conc_rounds": 1, "keys": 200, "rows": (1_000, 20_000)}
 QUICK |= {"scale_keys": 32, "scale_rounds": 3}
-OUTPUTS = ("--json", "--note", "--docs-dir")  # where results go: not in the command the page shows
 PACKAGES = "sqlsession SQLAlchemy litestar aiosqlite asyncpg psycopg psycopg-binary asyncmy sqlspec "
 PACKAGES += "advanced-alchemy redis matplotlib"
+OUTPUTS = ("--json", "--note", "--docs-dir")  # where the results go: not in the command the page shows
 SERVER_PROCESSES = ("postgres", "mariadbd", "mysqld", "redis-server")
-SHOW = {  # the settings of the servers the page shows
-    "PostgreSQL": ("SHOW {}", "shared_buffers synchronous_commit max_connections"),
-    "MariaDB/MySQL": ("SHOW VARIABLES LIKE '{}'", "innodb_buffer_pool_size innodb_flush_log_at_trx_commit"),
+SHOW = {  # the server settings the page shows
+    "PostgreSQL": "SHOW {}|shared_buffers synchronous_commit max_connections",
+    "MariaDB/MySQL": "SHOW VARIABLES LIKE '{}'|innodb_buffer_pool_size innodb_flush_log_at_trx_commit",
 }
 
 
@@ -74,15 +64,10 @@ def _names(known: Sequence[str]) -> Any:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    add = parser.add_argument
+    add, dialects, contenders = parser.add_argument, c.ALL_DIALECTS, c.ALL_CONTENDERS
     add("--quick", action="store_true", help="tiny counts, for a check that it runs")
-    add("--dialects", type=_names(ALL_DIALECTS), default=ALL_DIALECTS, help=f"of {','.join(ALL_DIALECTS)}")
-    add(
-        "--contenders",
-        type=_names(ALL_CONTENDERS),
-        default=ALL_CONTENDERS,
-        help=f"of {','.join(ALL_CONTENDERS)}",
-    )
+    add("--dialects", type=_names(dialects), default=dialects, help=f"of {','.join(dialects)}")
+    add("--contenders", type=_names(contenders), default=contenders, help=f"of {','.join(contenders)}")
     add("--sizes", type=_ints, help="value sizes in bytes (default 512,16384)")
     add("--batch", type=int, help="calls per contender, operation and round")
     add("--rounds", type=int, help="measured rounds of the sequential shape")
@@ -101,16 +86,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_settings(args: argparse.Namespace, workdir: Path) -> Settings:
-    counts = ["sizes", "batch", "rounds", "tasks", "seconds", "conc_rounds", "keys", "pool_size", "rows"]
-    values: dict[str, Any] = dict(QUICK) if args.quick else {}
-    values |= {name: getattr(args, name) for name in counts if getattr(args, name) is not None}
-    if args.no_scale or values.get("rows") == (0,):
-        values["rows"] = ()
-    return Settings(dialects=args.dialects, contenders=args.contenders, workdir=workdir, **values)
-
-
-def _run(*args: str) -> str:
+def _sh(*args: str) -> str:
     try:
         return subprocess.run(args, capture_output=True, text=True, timeout=10, check=False).stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -118,38 +94,33 @@ def _run(*args: str) -> str:
 
 
 def machine() -> dict[str, Any]:
-    lines = [line.partition(":") for line in _run("lscpu").splitlines()]
-    lscpu = {name.strip(): value.strip() for name, _, value in lines}
-    meminfo = Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0]
-    return {
-        "cpu": lscpu.get("Model name", platform.processor()),
-        "nproc": _run("nproc") or str(os.cpu_count()),
-        "cores_per_socket": lscpu.get("Core(s) per socket", "?"),
-        "threads_per_core": lscpu.get("Thread(s) per core", "?"),
-        "hypervisor": lscpu.get("Hypervisor vendor", ""),
-        "memory_gib": round(int(meminfo) / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "os": _run("sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"),
+    lscpu = {
+        name.strip(): value.strip()
+        for name, _, value in (x.partition(":") for x in _sh("lscpu").splitlines())
+    }
+    memory = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0]) / 1024 / 1024
+    out = {"cpu": lscpu.get("Model name", platform.processor()), "nproc": _sh("nproc") or str(os.cpu_count())}
+    out |= {"cores_per_socket": lscpu.get("Core(s) per socket", "?"), "memory_gib": round(memory, 1)}
+    out |= {"threads_per_core": lscpu.get("Thread(s) per core", "?"), "kernel": platform.release()}
+    out |= {"hypervisor": lscpu.get("Hypervisor vendor", ""), "sqlite": sqlite3.sqlite_version}
+    return out | {
+        "os": _sh("sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"),
         "python": sys.version.split()[0],
-        "sqlite": sqlite3.sqlite_version,
     }
 
 
 def busy_processes() -> dict[str, Any]:
     """Load average and other busy processes: was the machine quiet?"""
-    busy = []
-    for line in _run("ps", "-eo", "pid,pcpu,comm", "--sort=-pcpu", "--no-headers").splitlines()[:12]:
-        pid, cpu, comm = line.split(None, 2)
-        if int(pid) != os.getpid() and float(cpu) >= 5.0:
-            busy.append(f"{comm} ({cpu}% CPU)")
+    ps = _sh("ps", "-eo", "pid,pcpu,comm", "--sort=-pcpu", "--no-headers").splitlines()[:12]
+    rows = [line.split(None, 2) for line in ps]
+    busy = [f"{comm} ({cpu}% CPU)" for pid, cpu, comm in rows if int(pid) != os.getpid() and float(cpu) >= 5]
     return {"loadavg": [round(x, 2) for x in os.getloadavg()], "busy": busy}
 
 
 def cpu_snapshot() -> dict[str, float]:
     """CPU seconds so far: the whole machine (busy), this process, and the database servers."""
-    tick = os.sysconf("SC_CLK_TCK")
+    tick, servers = os.sysconf("SC_CLK_TCK"), 0.0
     user, nice, system, _idle, _iowait, irq, softirq = map(int, Path("/proc/stat").read_text().split()[1:8])
-    servers = 0.0
     for entry in Path("/proc").iterdir():
         try:
             if entry.name.isdigit() and (entry / "comm").read_text().startswith(SERVER_PROCESSES):
@@ -161,70 +132,57 @@ def cpu_snapshot() -> dict[str, float]:
     return {"busy": busy, "own": own.user + own.system, "servers": servers, "wall": time.monotonic()}
 
 
-def foreign_load(before: dict[str, float], after: dict[str, float]) -> float:
-    """Cores used on average by processes other than this one and the database servers."""
-    used = {key: after[key] - before[key] for key in before}
-    return max(used["busy"] - used["own"] - used["servers"], 0.0) / used["wall"] if used["wall"] > 0 else 0.0
-
-
-async def servers(settings: Settings) -> dict[str, str]:
+async def servers(settings: c.Settings) -> dict[str, str]:
     """Server versions and settings, asked over the drivers (only those of the selected dialects)."""
     out: dict[str, str] = {}
     for dialect in settings.dialects:
         label = {"asyncpg": "PostgreSQL", "psycopg": "PostgreSQL", "asyncmy": "MariaDB/MySQL"}.get(dialect)
-        if label is None or label in out or server_reason(dialect) is not None:
+        if label is None or label in out or c.server_reason(dialect) is not None:
             continue
-        engine = create_async_engine(dialect_url(dialect))
+        engine, (query, names) = create_async_engine(c.dialect_url(dialect)), SHOW[label].split("|")
         try:
             async with engine.connect() as conn:
                 out[label] = str((await conn.exec_driver_sql("SELECT version()")).scalar_one())
-                for name in SHOW[label][1].split():
-                    value = (await conn.exec_driver_sql(SHOW[label][0].format(name))).all()[0][-1]
-                    out[label] += f"; {name}={value}"
+                for name in names.split():
+                    out[label] += f"; {name}={(await conn.exec_driver_sql(query.format(name))).all()[0][-1]}"
         except Exception as error:
             out[label] = f"? ({why(error)})"
         finally:
             await engine.dispose()
     if "RedisStore" in settings.contenders:
         try:
-            import redis.asyncio as aioredis
+            import redis
 
-            client = aioredis.from_url(settings.redis_url)
-            try:
-                out["Redis"] = str((await client.info("server")).get("redis_version", "?"))
-            finally:
-                await client.aclose()
+            with redis.Redis.from_url(settings.redis_url) as client:
+                out["Redis"] = str(client.info("server").get("redis_version", "?"))
         except Exception as error:
             out["Redis"] = f"unavailable ({why(error)})"
     return out
 
 
-async def _group(dialect: str, settings: Settings) -> dict[str, Any]:
+async def _group(dialect: str, s: c.Settings) -> dict[str, Any]:
     """Every contender of one dialect, interleaved: the sequential shape, then the concurrent one."""
-    if (reason := server_reason(dialect)) is not None:
+    if (reason := c.server_reason(dialect)) is not None:
         _log(f"{dialect}: server unreachable: {reason}")
         return {"available": False, "reason": f"server unreachable: {reason}"}
     infos: dict[str, dict[str, str]] = {}
-    group: dict[str, Any] = {"available": True, "contenders": infos}
-    opened, s = [], settings
+    group, opened = {"available": True, "contenders": infos}, []
     try:
-        for name in settings.contenders:
+        for name in s.contenders:
             try:
-                opened.append(await open_contender(name, dialect, settings))
+                opened.append(await c.open_contender(name, dialect, s))
                 infos[name] = {"status": "ok", "detail": opened[-1].note}
-            except Unavailable as error:
-                infos[name] = {"status": "unavailable", "detail": str(error)}
             except Exception as error:
-                infos[name] = {"status": "error", "detail": why(error)}
-            if infos[name]["status"] != "ok":
+                unavailable = isinstance(error, c.Unavailable)
+                infos[name] = {"status": "unavailable" if unavailable else "error"}
+                infos[name]["detail"] = str(error) if unavailable else why(error)
                 _log(f"{dialect}: {name} {infos[name]['status']}: {infos[name]['detail']}")
         if opened:
-            _log(f"{dialect}: sequential shape, {', '.join(c.name for c in opened)}")
-            group["sequential"], group["misses"], errors = await sequential(
-                opened, s.sizes, s.batch, s.rounds, s.expires_in
-            )
+            _log(f"{dialect}: sequential shape, {', '.join(contender.name for contender in opened)}")
+            seq = await sequential(opened, s.sizes, s.batch, s.rounds, s.expires_in)
+            group["sequential"], group["misses"], errors = seq
             _log(f"{dialect}: concurrent shape")
-            group["concurrent"], group["client_cpu"] = await concurrent(opened, settings, errors)
+            group["concurrent"], group["client_cpu"] = await concurrent(opened, s, errors)
             for name, message in errors.items():
                 infos[name] = {"status": "error", "detail": message}
                 _log(f"{dialect}: {name} failed: {message}")
@@ -234,47 +192,40 @@ async def _group(dialect: str, settings: Settings) -> dict[str, Any]:
                 await contender.close()
             except Exception as error:
                 _log(f"{dialect}: closing {contender.name} failed: {why(error)}")
-        await drop_tables()
+        await c.drop_tables()
     return group
 
 
-async def run(settings: Settings, command: str, *, only_scale: bool = False) -> dict[str, Any]:
+async def run(s: c.Settings, command: str, only_scale: bool = False) -> dict[str, Any]:
     """Everything one run measures, as a JSON-ready dict."""
-    started, cpu_before, groups = time.perf_counter(), cpu_snapshot(), {}
-    meta = {"command": command, "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-    revision = _run("git", "-C", str(REPO), "rev-parse", "--short", "HEAD") or "?"
-    if _run("git", "-C", str(REPO), "status", "--porcelain", "--", "sqlsession"):
+    started, cpu_before, groups, scale = time.perf_counter(), cpu_snapshot(), {}, {}
+    revision = _sh("git", "-C", str(REPO), "rev-parse", "--short", "HEAD") or "?"
+    if _sh("git", "-C", str(REPO), "status", "--porcelain", "--", "sqlsession"):
         revision += " + uncommitted changes in sqlsession/"
-    meta |= {
-        "machine": machine(),
-        "packages": {name: version_of(name) for name in PACKAGES.split()},
-        "revision": revision,
-    }
-    meta |= {"load_before": busy_processes(), "servers": await servers(settings)}
-    plain = {
-        key: str(value) if isinstance(value, Path) else value
-        for key, value in dataclasses.asdict(settings).items()
-    }
-    results: dict[str, Any] = {"meta": meta, "settings": plain, "groups": groups}
-    for dialect in settings.dialects:
-        if only_scale:
-            reason = server_reason(dialect)
-            groups[dialect] = {"available": reason is None, "reason": f"server unreachable: {reason}"}
-        else:
-            groups[dialect] = await _group(dialect, settings)
-    if settings.rows and "sqlsession" in settings.contenders:
-        results["scale"] = {}
-        for dialect in [d for d in settings.dialects if groups[d]["available"]]:
-            _log(f"{dialect}: scale part, rows {', '.join(f'{n:,}' for n in settings.rows)}")
-            try:
-                results["scale"][dialect] = await run_scale(dialect, settings, _log)
-            except Exception as error:
-                _log(f"{dialect}: scale part failed: {why(error)}")
-                results["scale"][dialect] = {"error": why(error)}
-            finally:
-                await drop_tables()
-    meta |= {"load_after": busy_processes(), "foreign_cores": foreign_load(cpu_before, cpu_snapshot())}
-    meta |= {"duration_s": time.perf_counter() - started}
+    meta = {"command": command, "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    meta |= {"machine": machine(), "packages": {name: c.version_of(name) for name in PACKAGES.split()}}
+    meta |= {"revision": revision, "load_before": busy_processes(), "servers": await servers(s)}
+    plain = {key: str(value) if key == "workdir" else value for key, value in dataclasses.asdict(s).items()}
+    for dialect in s.dialects:
+        reason = c.server_reason(dialect)
+        unreachable = {"available": reason is None, "reason": f"server unreachable: {reason}"}
+        groups[dialect] = unreachable if only_scale else await _group(dialect, s)
+    results = {"meta": meta, "settings": plain, "groups": groups}
+    if s.rows and "sqlsession" in s.contenders:
+        results["scale"] = scale
+    for dialect in [d for d in s.dialects if groups[d]["available"]] if "scale" in results else ():
+        _log(f"{dialect}: scale part, rows {', '.join(f'{n:,}' for n in s.rows)}")
+        try:
+            scale[dialect] = await run_scale(dialect, s, _log)
+        except Exception as error:
+            _log(f"{dialect}: scale part failed: {why(error)}")
+            scale[dialect] = {"error": why(error)}
+        finally:
+            await c.drop_tables()
+    before, after = cpu_before, cpu_snapshot()
+    used = {key: after[key] - before[key] for key in before}  # cores used by others than this and the servers
+    meta["foreign_cores"] = max(used["busy"] - used["own"] - used["servers"], 0.0) / max(used["wall"], 1e-9)
+    meta |= {"load_after": busy_processes(), "duration_s": time.perf_counter() - started}
     return results
 
 
@@ -284,11 +235,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for before, arg in zip([None, *given], given, strict=False):  # what changes the figures
         if before not in OUTPUTS and not arg.startswith(OUTPUTS):
             shown.append(arg)
+    counts = ("sizes", "batch", "rounds", "tasks", "seconds", "conc_rounds", "keys", "pool_size", "rows")
+    values: dict[str, Any] = dict(QUICK) if args.quick else {}
+    values |= {name: getattr(args, name) for name in counts if getattr(args, name) is not None}
+    if args.no_scale or values.get("rows") == (0,):
+        values["rows"] = ()
     workdir = Path(tempfile.mkdtemp(prefix="sqlsession-bench-"))
     try:
-        settings = build_settings(args, workdir)
+        settings = c.Settings(dialects=args.dialects, contenders=args.contenders, workdir=workdir, **values)
         _log(f"benchmark: dialects {', '.join(settings.dialects)}; working files in {workdir}")
-        results = asyncio.run(run(settings, " ".join(shown), only_scale=args.only_scale))
+        results = asyncio.run(run(settings, " ".join(shown), args.only_scale))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["meta"] |= {"note": args.note, "foreign_limit": FOREIGN_LIMIT}

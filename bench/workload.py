@@ -1,26 +1,27 @@
-"""The shapes of the run, each interleaved over several contenders so that machine drift cancels out.
+"""The shapes of a run, each interleaved over several contenders so that machine drift cancels out.
 
-- :func:`sequential`: one task. Per round, per operation and value size, each contender in turn (the
-  order rotates every round) makes ``batch`` calls, each timed alone; round 0 is a warm-up.
+- :func:`sequential`: one task; per round, operation and value size, each contender in turn (the order
+  rotates every round) makes ``batch`` calls, each timed alone; round 0 is a warm-up.
 - :func:`concurrent`: ``tasks`` tasks run a session mix (70% ``get`` with renewal, 25% ``set``, 5%
-  ``delete``) on a shared set of keys for ``seconds``; each contender in turn, every round.
+  ``delete``) on shared keys for ``seconds``; each contender in turn, every round.
 - :func:`run_scale`: the sequential shape of ``SQLStore.with_url`` alone on tables of each size of
-  ``rows`` (filled server-side with ``INSERT ... SELECT``: ``generate_series``, MariaDB's ``seq_1_to_N``,
-  a recursive CTE), then ``delete_expired()`` on the largest with ``get`` calls timed while it runs.
-  The stores run on a shifted clock: the filler rows expire in one day (on the largest table, half of
-  them in thirty), the working keys in seven; for ``delete_expired()`` the clock moves two days on.
+  ``rows`` (filled server-side, one ``INSERT ... SELECT`` per chunk), then ``delete_expired()`` on the
+  largest with ``get`` calls timed while it runs. The stores' clock is shifted: the filler rows expire
+  in one day (on the largest table, half of them in thirty), the working keys in seven; for
+  ``delete_expired()`` the clock moves two days on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import os
 import random
 import secrets
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -44,16 +45,11 @@ def latency_summary(samples: Sequence[int]) -> dict[str, float]:
     return {"median_us": median, "p99_us": p99, "n": float(len(ordered))}
 
 
-def op_call(store: Any, op: str, value: bytes, expires_in: int) -> Callable[[str], Awaitable[Any]]:
+def op_call(store: Any, op: str, value: bytes, expires_in: int) -> Any:
     """One call of operation ``op`` (of :data:`OPS`) on a key."""
-    set_, renew = lambda key: store.set(key, value, expires_in), lambda key: store.get(key, expires_in)
-    return {
-        "set": set_,
-        "get": store.get,
-        "get_renew": renew,
-        "exists": store.exists,
-        "delete": store.delete,
-    }[op]
+    if op == "set":
+        return lambda key: store.set(key, value, expires_in)
+    return (lambda key: store.get(key, expires_in)) if op == "get_renew" else getattr(store, op)
 
 
 def why(error: BaseException) -> str:
@@ -70,52 +66,47 @@ async def sequential(
 ) -> tuple[Cells, dict[str, int], dict[str, str]]:
     """Median/p99 of every (contender, op, size), interleaved in ``rounds`` rounds; per contender the
     reads that missed a key that must be there (must be 0: else the figures lie); errors."""
-    samples: dict[tuple[str, str, int], list[int]] = {}
+    samples: dict[tuple[str, str, str], list[int]] = {}
     misses, errors, clock = {c.name: 0 for c in contenders}, {}, time.perf_counter_ns
     values = {size: os.urandom(size) for size in sizes}
     # the keys read, renewed and overwritten: present in every contender, one set per size
     live = {size: [f"{key}{size}" for key in (keys[:batch] or session_keys(batch))] for size in sizes}
-    for contender in contenders:
+    for contender, size in itertools.product(contenders, sizes):
         try:
-            for size in sizes:
-                for key in live[size]:
-                    await contender.store.set(key, values[size], expires_in)
+            for key in live[size] if contender.name not in errors else ():
+                await contender.store.set(key, values[size], expires_in)
         except Exception as error:
             errors[contender.name] = why(error)
     active = [c for c in contenders if c.name not in errors]
     gc.collect()  # long-lived objects out of the collector's way: the collections below stay cheap
     gc.freeze()
     try:
-        for round_no in range(rounds + 1):
-            for op_no, op in enumerate(OPS):
-                for size in sizes:
-                    for contender in _rotated(active, round_no + op_no):
-                        store, value, batch_keys = contender.store, values[size], live[size]
-                        try:
-                            if contender.name in errors:
-                                continue
-                            if op == "delete":  # rows that exist (a miss skips the write): set, untimed
-                                batch_keys = session_keys(batch, "d")
-                                for key in batch_keys:
-                                    await store.set(key, value, expires_in)
-                            gc.collect()
-                            call, timed = op_call(store, op, value, expires_in), []
-                            for key in batch_keys:
-                                start = clock()
-                                await call(key)
-                                timed.append(clock() - start)
-                            if round_no:
-                                samples.setdefault((contender.name, op, size), []).extend(timed)
-                            if op in ("get", "get_renew", "exists") and round_no in (0, rounds):
-                                got = [await store.get(key) for key in live[size][:3]]
-                                misses[contender.name] += len(got) - got.count(value)
-                        except Exception as error:
-                            errors[contender.name] = why(error)
+        for round_no, (op_no, op), size in itertools.product(range(rounds + 1), enumerate(OPS), sizes):
+            for contender in [c for c in _rotated(active, round_no + op_no) if c.name not in errors]:
+                store, value, batch_keys = contender.store, values[size], live[size]
+                try:
+                    if op == "delete":  # rows that exist (a miss would skip the write): set, untimed
+                        batch_keys = session_keys(batch, "d")
+                        for key in batch_keys:
+                            await store.set(key, value, expires_in)
+                    gc.collect()
+                    call, timed = op_call(store, op, value, expires_in), []
+                    for key in batch_keys:
+                        start = clock()
+                        await call(key)
+                        timed.append(clock() - start)
+                    if round_no:
+                        samples.setdefault((contender.name, op, str(size)), []).extend(timed)
+                    if op in ("get", "get_renew", "exists") and round_no in (0, rounds):
+                        got = [await store.get(key) for key in live[size][:3]]
+                        misses[contender.name] += len(got) - got.count(value)
+                except Exception as error:
+                    errors[contender.name] = why(error)
     finally:
         gc.unfreeze()
     cells: Cells = {}
     for (name, op, size), latencies in samples.items():
-        cells.setdefault(name, {}).setdefault(op, {})[str(size)] = latency_summary(latencies)
+        cells.setdefault(name, {}).setdefault(op, {})[size] = latency_summary(latencies)
     return cells, misses, errors
 
 
@@ -128,10 +119,10 @@ async def _mix(store: Any, tasks: int, seconds: float, keys: Any, value: bytes, 
     deadline = started + seconds
 
     async def worker(position: int) -> int:
-        done, clock = 0, time.perf_counter
+        done, clock, length = 0, time.perf_counter, len(schedule)
         while clock() < deadline:
             op, index = schedule[position]
-            position = position + 1 if position + 1 < len(schedule) else 0
+            position = position + 1 if position + 1 < length else 0
             if op == 0:
                 await store.get(keys[index], expires_in)
             elif op == 1:
@@ -151,10 +142,8 @@ async def concurrent(
     """Operations per second of the session mix per contender, size and number of tasks; and the CPU
     time of this process (all threads) per second of it: near 1.0, the client is the bottleneck (one
     core of Python); well below, it waits on the server. Adds the contenders that fail to ``errors``."""
-    keys, ops, cpu = session_keys(s.keys, "c"), {}, {}
-    totals: dict[tuple[str, str, str], list[float]] = {}
-    for size in s.sizes:
-        value = os.urandom(size)
+    keys, ops, cpu, totals = session_keys(s.keys, "c"), {}, {}, {}
+    for size, value in [(size, os.urandom(size)) for size in s.sizes]:
         for c in [c for c in contenders if c.name not in errors]:
             try:
                 for key in keys:
@@ -166,7 +155,7 @@ async def concurrent(
         gc.collect()
         gc.freeze()
         try:
-            for round_no, tasks in [(r, t) for r in range(s.conc_rounds) for t in s.tasks]:
+            for round_no, tasks in itertools.product(range(s.conc_rounds), s.tasks):
                 for c in [c for c in _rotated(active, round_no) if c.name not in errors]:
                     gc.collect()
                     try:
@@ -185,43 +174,36 @@ async def concurrent(
     return ops, cpu
 
 
-# backend -> (a fill of ``{rows}`` rows, rows per statement, the statistics statement)
+# per backend: a fill of ``{rows}`` rows; at most this many rows per statement; the statistics statement
 _FILL = {
-    "postgresql": (
-        "INSERT INTO {table} (namespace, key_hash, value, expires_at) SELECT decode('{ns}', 'hex'), "
-        "uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()), decode('{value}', 'hex'), {expires} "
-        "FROM generate_series(1, {rows})",
-        0,
-        "VACUUM (ANALYZE) ",
-    ),
-    "mysql": (
-        "INSERT INTO {table} (namespace, key_hash, value, expires_at) "
-        "SELECT X'{ns}', RANDOM_BYTES(32), X'{value}', {expires} FROM seq_1_to_{rows}",
-        100_000,
-        "ANALYZE TABLE ",
-    ),
-    "sqlite": (
-        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows}) "
-        "INSERT INTO {table} (namespace, key_hash, value, expires_at) "
-        "SELECT X'{ns}', randomblob(32), X'{value}', {expires} FROM c",
-        250_000,
-        "ANALYZE ",
-    ),
+    "postgresql": "INSERT INTO {table} (namespace, key_hash, value, expires_at) "
+    "SELECT decode('{ns}', 'hex'), uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()), "
+    "decode('{value}', 'hex'), {expires} FROM generate_series(1, {rows})",
+    "mysql": "INSERT INTO {table} (namespace, key_hash, value, expires_at) "
+    "SELECT X'{ns}', RANDOM_BYTES(32), X'{value}', {expires} FROM seq_1_to_{rows}",
+    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows}) "
+    "INSERT INTO {table} (namespace, key_hash, value, expires_at) "
+    "SELECT X'{ns}', randomblob(32), X'{value}', {expires} FROM c",
 }
+_CHUNK = {"mysql": 100_000, "sqlite": 250_000}
+_ANALYZE = {"postgresql": "VACUUM (ANALYZE) ", "mysql": "ANALYZE TABLE "}
 
 
 async def bulk_load(store: Any, n: int, value_bytes: int, expires_at: int) -> tuple[float, int]:
     """Add ``n`` rows to the store's table fast; return (seconds, rows in the table)."""
     table, url = store.table.name, store.engine.url
-    template, chunk, analyze = _FILL[url.get_backend_name()]
+    backend = url.get_backend_name()
+    template, chunk, analyze = _FILL[backend], _CHUNK.get(backend, 10**9), _ANALYZE.get(backend, "ANALYZE ")
+    # only literals we made: hex and integers
     fields = {"{table}": table, "{ns}": store._ns.hex(), "{value}": os.urandom(value_bytes).hex()}
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    started = time.perf_counter()
+    engine, started = create_async_engine(url, isolation_level="AUTOCOMMIT"), time.perf_counter()
     try:
         async with engine.connect() as conn:
-            for first in range(0, n, chunk or n):
-                sql = template.replace("{rows}", str(min(n - first, chunk or n)))
-                for name, literal in (fields | {"{expires}": str(expires_at)}).items():  # literals we made
+            for first in range(0, n, chunk):
+                sql = template.replace("{rows}", str(min(n - first, chunk))).replace(
+                    "{expires}", str(expires_at)
+                )
+                for name, literal in fields.items():
                     sql = sql.replace(name, literal)
                 await conn.exec_driver_sql(sql)
             await conn.exec_driver_sql(analyze + table)  # fresh statistics, as a maintained table has
@@ -261,40 +243,36 @@ async def _gets_while(store: Any, keys: Sequence[str], settings: Settings, work:
     return result, elapsed, latencies
 
 
-async def run_scale(dialect: str, settings: Settings, log: Callable[[str], None]) -> dict[str, Any]:
+async def run_scale(dialect: str, s: Settings, log: Callable[[str], None]) -> dict[str, Any]:
     """The scale part for one dialect: see the module docstring."""
-    shift, sizes, working = [0.0], sorted(set(settings.rows)), session_keys(settings.scale_keys, "w")
-    stores: list[Contender] = []
-    out: dict[str, Any] = {"rows": {}, "value_bytes": 512, "fill_value_bytes": settings.fill_value_bytes}
+    shift, sizes, working, stores = [0.0], sorted(set(s.rows)), session_keys(s.scale_keys, "w"), []
+    out: dict[str, Any] = {"rows": {}, "value_bytes": 512, "fill_value_bytes": s.fill_value_bytes}
+    clock = lambda: time.time() + shift[0]  # noqa: E731
     try:
-        clock = lambda: time.time() + shift[0]  # noqa: E731
         for n in sizes:
-            stores.append(await open_contender("sqlsession", dialect, settings, f"scale_{n}", clock=clock))
-            stores[-1].name, fill = f"{n:,} rows", max(n - settings.scale_keys, 0)
+            stores.append(await open_contender("sqlsession", dialect, s, f"scale_{n}", clock=clock))
+            stores[-1].name, fill = f"{n:,} rows", max(n - s.scale_keys, 0)
             # the largest table: half its rows expire before delete_expired() runs, half stay live
             live, seconds = fill // 2 if n == sizes[-1] and len(sizes) > 1 else 0, 0.0
             for rows, days in ((fill - live, 1), (live, 30)):
                 expires_at = round((time.time() + days * _DAY) * _US)
-                took, count = await bulk_load(stores[-1].store, rows, settings.fill_value_bytes, expires_at)
+                took, count = await bulk_load(stores[-1].store, rows, s.fill_value_bytes, expires_at)
                 seconds += took
             log(f"  {dialect}: loaded {fill:,} rows ({live:,} of them live at cleanup) in {seconds:.1f} s")
             out["rows"][str(n)] = {"filled": fill, "expiring": fill - live, "live": live, "load_s": seconds}
             out["rows"][str(n)]["table_rows_after_load"] = count
-        s = settings
         cells, misses, errors = await sequential(
             stores, (512,), s.scale_keys, s.scale_rounds, 7 * _DAY, working
         )
-        for n, contender in zip(sizes, stores, strict=True):
-            row = out["rows"][str(n)]
-            row |= {"ops": {op: cell["512"] for op, cell in cells.get(contender.name, {}).items()}}
-            row["misses"] = misses[contender.name]
-            if contender.name in errors:
-                row["error"] = errors[contender.name]
+        for n, name in [(n, c.name) for n, c in zip(sizes, stores, strict=True)]:
+            ops = {op: cell["512"] for op, cell in cells.get(name, {}).items()}
+            out["rows"][str(n)] |= {"ops": ops, "misses": misses[name]}
+            out["rows"][str(n)] |= {"error": errors[name]} if name in errors else {}
         big, read_keys = stores[-1].store, [f"{key}512" for key in working]
-        _, _, baseline = await _gets_while(big, read_keys, settings, lambda: asyncio.sleep(2.0))
+        _, _, baseline = await _gets_while(big, read_keys, s, lambda: asyncio.sleep(2.0))
         shift[0] = 2 * _DAY
         log(f"  {dialect}: delete_expired() on {sizes[-1]:,} rows ...")
-        deleted, seconds, during = await _gets_while(big, read_keys, settings, big.delete_expired)
+        deleted, seconds, during = await _gets_while(big, read_keys, s, big.delete_expired)
         out["delete_expired"] = {"rows": sizes[-1], "deleted": deleted, "seconds": seconds}
         out["delete_expired"] |= {"get_tasks": s.delete_get_tasks, "get_rate": s.delete_get_rate}
         out["delete_expired"] |= {"baseline": latency_summary(baseline), "during": latency_summary(during)}
