@@ -1,7 +1,5 @@
-"""What a run measures (:class:`Settings`), and the stores under test, each on a table (or namespace,
-or folder) of its own: Litestar's ``Store`` calls ``set``, ``get``, ``exists`` and ``delete``, and a
-``close()`` that drops what it made. One that cannot run here raises :class:`Unavailable`.
-"""
+"""What a run measures (:class:`Settings`) and the stores it measures, each on a table (or namespace, or
+folder) of its own: Litestar's ``Store`` calls, and a ``close()``; :func:`drop_tables` drops the tables."""
 
 from __future__ import annotations
 
@@ -34,7 +32,7 @@ SERVERS: dict[str, tuple[str | None, str, str]] = {
     "asyncmy": ("BENCH_MYSQL_URL", MYSQL, "mysql+asyncmy"),
 }
 ALL_DIALECTS = tuple(SERVERS)
-# column order of every table: the floor first, the main contender second
+# the column order of every table: the floor first, the main contender second
 ALL_CONTENDERS = ("raw", "sqlsession", "sqlsession-engine", "sqlspec", "advanced-alchemy", "FileStore")
 ALL_CONTENDERS += ("RedisStore",)
 OPS = ("set", "get", "get_renew", "exists", "delete")  # the operations of the sequential shape
@@ -48,24 +46,20 @@ class Settings:
     dialects: tuple[str, ...] = ALL_DIALECTS
     contenders: tuple[str, ...] = ALL_CONTENDERS
     sizes: tuple[int, ...] = (512, 16 * 1024)
-    # sequential shape: per (contender, operation, size) each round runs ``batch`` calls; round 0 is a
-    # warm-up. Small batches, many rounds: the contenders alternate every few milliseconds
-    batch: int = 60
+    batch: int = 60  # sequential: calls per contender, operation, size and round (0: a warm-up)
     rounds: int = 20
-    # concurrent shape: a session mix (70% get with renew, 25% set, 5% delete) on ``keys`` keys
-    tasks: tuple[int, ...] = (1, 32)
+    tasks: tuple[int, ...] = (1, 32)  # concurrent: the session mix on ``keys`` keys
     seconds: float = 1.5
     conc_rounds: int = 3
     keys: int = 2000
     expires_in: int = 3600
     pool_size: int = 10  # connections of every SQL contender (sqlsession: pool_size, max_overflow=0)
-    # scale part: sqlsession alone, sequential ops on tables of these many rows, and delete_expired()
-    # on the largest, where half the rows expire and half stay live; empty = skip
+    # scale: sqlsession alone on tables of these many rows (empty: none), then delete_expired() on the
+    # largest, half of whose rows expire, while tasks get live keys, this many calls per second in all
     rows: tuple[int, ...] = (1_000, 2_000_000)
     scale_keys: int = 64
     scale_rounds: int = 24
     fill_value_bytes: int = 128
-    # while delete_expired() runs: this many tasks get live keys, this many calls per second in all
     delete_get_tasks: int = 8
     delete_get_rate: float = 1000.0
     workdir: Path = field(default_factory=lambda: Path("/tmp"))
@@ -75,9 +69,8 @@ class Settings:
 def dialect_url(dialect: str, sqlite_path: Path | None = None) -> URL:
     """The async SQLAlchemy URL of ``dialect`` (SQLite: the file ``sqlite_path``)."""
     env, default, driver = SERVERS[dialect]
-    return make_url(os.environ.get(env, default) if env else f"sqlite:///{sqlite_path}").set(
-        drivername=driver
-    )
+    url = os.environ.get(env, default) if env else f"sqlite:///{sqlite_path}"
+    return make_url(url).set(drivername=driver)
 
 
 def reachable(url: URL | str, default_port: int) -> str | None:
@@ -98,12 +91,19 @@ def server_reason(dialect: str) -> str | None:
 
 
 def tool_urls(dialects: str) -> Iterator[tuple[str, URL | None, str | None]]:
-    """For the standalone tools: each of ``dialects`` (comma-separated) with its URL (SQLite: a file in a
-    temporary directory) or why it cannot run here."""
+    """For the tools: each of ``dialects`` (comma-separated) with its URL (SQLite: a file in a temporary
+    directory) or why it cannot run here."""
     with tempfile.TemporaryDirectory() as tmp:
         for dialect in filter(None, dialects.split(",")):
             reason = server_reason(dialect)
             yield dialect, None if reason else dialect_url(dialect, Path(tmp) / f"{dialect}.db"), reason
+
+
+def version_of(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 class Unavailable(Exception):
@@ -118,20 +118,11 @@ class Contender:
     note: str = ""
 
 
-# the tables of this run on a server, until ``drop_tables`` drops them (SQLite files go with the
-# working directory)
-_CREATED: dict[str, URL] = {}
-
-
-def _table(prefix: str, url: URL) -> str:
-    name = f"bench_{prefix}_{uuid.uuid4().hex[:10]}"
-    if url.get_backend_name() != "sqlite":
-        _CREATED[name] = url
-    return name
+_CREATED: dict[str, URL] = {}  # the tables of this run on a server (SQLite's go with the working directory)
 
 
 async def drop_tables() -> list[str]:
-    """Drop every table of this run that is still there (after its stores are closed); their names."""
+    """Drop every table of this run still there (after their stores are closed); return their names."""
     names = list(_CREATED)
     for name in names:
         engine = create_async_engine(_CREATED.pop(name), isolation_level="AUTOCOMMIT")
@@ -157,76 +148,80 @@ def _engine(url: URL, **options: Any) -> AsyncEngine:
     return engine
 
 
-def version_of(distribution: str) -> str:
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-async def open_contender(
-    name: str, dialect: str, settings: Settings, file: str = "", **options: Any
-) -> Contender:
-    """Contender ``name`` of ``dialect`` on a table of its own (SQLite: in a file of its own, ``file``,
-    so that no contender waits on another's write lock); ``options``: of ``SQLStore.with_url``.
-    :class:`Unavailable` if it cannot run here."""
-    url, size = dialect_url(dialect, settings.workdir / f"{file or name}.db"), settings.pool_size
+async def open_contender(name: str, dialect: str, s: Settings, file: str = "", **options: Any) -> Contender:
+    """Contender ``name`` of ``dialect`` on a table of its own (SQLite: in a file of its own, ``file``, so
+    that none waits on another's write lock); ``options`` of ``SQLStore.with_url``. :class:`Unavailable`
+    if it cannot run here."""
+    url, tag = dialect_url(dialect, s.workdir / f"{file or name}.db"), uuid.uuid4().hex[:10]
+    table, size, driver = f"bench_{name.replace('-', '_')}_{tag}", s.pool_size, url.drivername.split("+")[1]
     try:
         if name == "FileStore":
             from litestar.stores.file import FileStore
 
-            path = settings.workdir / f"filestore_{dialect}_{uuid.uuid4().hex[:8]}"
+            store = FileStore(s.workdir / f"filestore_{dialect}_{tag}", create_directories=True)
+            close = store.delete_all
             note = "litestar.stores.file.FileStore, a folder in a temporary directory"
-            store = FileStore(path, create_directories=True)
-            return Contender(name, store, store.delete_all, note)
-        if name == "RedisStore":
+        elif name == "RedisStore":
             from litestar.stores.redis import RedisStore
 
-            if reason := reachable(settings.redis_url, 6379):
-                raise Unavailable(f"Redis at {settings.redis_url}: {reason}")
-            redis = RedisStore.with_client(url=settings.redis_url, namespace=f"BENCH{uuid.uuid4().hex[:10]}")
+            if reason := reachable(s.redis_url, 6379):
+                raise Unavailable(f"Redis at {s.redis_url}: {reason}")
+            store = RedisStore.with_client(url=s.redis_url, namespace=f"BENCH{tag}")  # its keys only
+
+            async def close() -> None:
+                await store.delete_all()
+                await store._redis.aclose()
+
             note = "litestar.stores.redis.RedisStore, a namespace of its own"
-            return Contender(name, redis, lambda: _close_redis(redis), note)
-        table = _table(name.replace("-", "_"), url)
-        if name == "sqlspec":
+        elif name == "sqlspec":
+            _CREATED[table] = url
             return await _open_sqlspec(dialect, url, table, size)
-        if name == "advanced-alchemy":
-            return await _open_advanced_alchemy(url, table, size)
-        metadata, engine = MetaData(), create_async_engine(url)
-        try:  # the store's table, as the migrations create it
-            async with engine.begin() as conn:
-                await conn.run_sync(store_table(metadata, table).metadata.create_all)
-        finally:
-            await engine.dispose()
-        if name == "raw":
-            probe = SQLStore.with_url(url, table_name=table)  # the namespace bytes the store writes
-            probe.engine.sync_engine.dispose(close=False)  # it never connected
-            raw = await open_raw(dialect, url, table, probe._ns, size)
-            note = f"{url.drivername.split('+')[1]} alone, the store's SQL, autocommit"
-            return Contender(name, raw, raw.close, note)
-        if name == "sqlsession":  # the owned-engine fast path
-            engine_options = {"pool_size": size, "max_overflow": 0}
-            store = SQLStore.with_url(url, table_name=table, engine_options=engine_options, **options)
-            return Contender(name, store, store.close, "SQLStore.with_url(url)")
-        # an engine the application made as it usually does: SQLAlchemy's defaults, no autocommit
-        engine, note = _engine(url), "SQLStore(create_async_engine(url))"
-        return Contender(name, SQLStore(engine, table_name=table), engine.dispose, note)
+        elif name == "advanced-alchemy":
+            from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
+            from advanced_alchemy.extensions.litestar.store import SQLAlchemyStore, StoreModelMixin
+
+            _CREATED[table] = url
+            # the documented way: a model of one's own on StoreModelMixin, its table created from it
+            model = type(f"BenchStore_{table}", (StoreModelMixin,), {"__tablename__": table})
+            sa_table: Any = model.__table__
+            engine = _engine(url, pool_size=size, max_overflow=0)
+            try:
+                async with engine.begin() as conn:
+                    await conn.run_sync(sa_table.create)
+            finally:  # out of the metadata the models share
+                sa_table.metadata.remove(sa_table)
+            store = SQLAlchemyStore(SQLAlchemyAsyncConfig(engine_instance=engine), model=model)
+            close, note = engine.dispose, f"SQLAlchemyStore (advanced-alchemy {version_of(name)})"
+        else:
+            _CREATED[table] = url
+            metadata, engine = MetaData(), create_async_engine(url)
+            try:  # the store's table, as the migrations create it
+                async with engine.begin() as conn:
+                    await conn.run_sync(store_table(metadata, table).metadata.create_all)
+            finally:
+                await engine.dispose()
+            if name == "raw":
+                probe = SQLStore.with_url(url, table_name=table)  # the namespace bytes the store writes
+                probe.engine.sync_engine.dispose(close=False)  # it never connected
+                store = await open_raw(dialect, url, table, probe._ns, size)
+                close, note = store.close, f"{driver} alone, the store's SQL, autocommit"
+            elif name == "sqlsession":  # the owned-engine fast path
+                engine_options = {"pool_size": size, "max_overflow": 0}
+                store = SQLStore.with_url(url, table_name=table, engine_options=engine_options, **options)
+                close, note = store.close, "SQLStore.with_url(url)"
+            else:  # an engine the application made as it usually does: SQLAlchemy's defaults, no autocommit
+                engine = _engine(url)
+                store, close = SQLStore(engine, table_name=table), engine.dispose
+                note = "SQLStore(create_async_engine(url))"
+        return Contender(name, store, close, note)
     except ImportError as error:
         raise Unavailable(f"not installed: {error}") from None
 
 
-async def _close_redis(store: Any) -> None:
-    try:
-        await store.delete_all()  # only the keys of this run's namespace
-    finally:
-        await store._redis.aclose()
-
-
 async def _open_sqlspec(dialect: str, url: URL, table: str, size: int) -> Contender:
-    prefixes = {"asyncpg": "Asyncpg", "psycopg": "PsycopgAsync", "asyncmy": "Asyncmy", "sqlite": "Aiosqlite"}
-    adapter, prefix = url.drivername.split("+")[1], prefixes[dialect]
-    configs = importlib.import_module(f"sqlspec.adapters.{adapter}")
-    stores = importlib.import_module(f"sqlspec.adapters.{adapter}.litestar")
+    prefix = {"asyncpg": "Asyncpg", "psycopg": "PsycopgAsync", "asyncmy": "Asyncmy"}.get(dialect, "Aiosqlite")
+    configs = importlib.import_module(f"sqlspec.adapters.{url.drivername.split('+')[1]}")
+    stores = importlib.import_module(f"{configs.__name__}.litestar")
     server = {"host": url.host or "127.0.0.1", "user": url.username, "database": url.database}
     pool = {"min_size": size, "max_size": size}
     if dialect == "asyncpg":
@@ -249,27 +244,3 @@ async def _open_sqlspec(dialect: str, url: URL, table: str, size: int) -> Conten
         await config.close_pool()
         raise
     return Contender("sqlspec", store, config.close_pool, f"{prefix}Store (sqlspec {version_of('sqlspec')})")
-
-
-async def _open_advanced_alchemy(url: URL, table: str, size: int) -> Contender:
-    from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
-    from advanced_alchemy.extensions.litestar.store import SQLAlchemyStore, StoreModelMixin
-
-    # the documented way: a model of one's own on StoreModelMixin, its table created from it
-    model = type(f"BenchStore_{table}", (StoreModelMixin,), {"__tablename__": table})
-    sa_table: Any = model.__table__
-    engine = _engine(url, pool_size=size, max_overflow=0)
-
-    async def close() -> None:
-        sa_table.metadata.remove(sa_table)
-        await engine.dispose()
-
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(sa_table.create)
-    except BaseException:
-        await close()
-        raise
-    store = SQLAlchemyStore(SQLAlchemyAsyncConfig(engine_instance=engine), model=model)
-    note = f"SQLAlchemyStore (advanced-alchemy {version_of('advanced-alchemy')})"
-    return Contender("advanced-alchemy", store, close, note)

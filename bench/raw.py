@@ -1,11 +1,10 @@
-"""The floor: each driver running by hand, in autocommit, the SQL that ``SQLStore`` runs.
+"""The floor: each driver running by hand, in autocommit, the statements ``SQLStore`` runs on its table.
 
-One store for every driver, driven by tables of each driver's execute, fetch and parameter marks: the
-same table (``sqlsession.store_table``), the statements the store compiles for that dialect (``ON
-CONFLICT``/``ON DUPLICATE KEY`` upsert, ``UPDATE ... RETURNING`` renewal, or on MariaDB a ``SELECT`` and
-a compare-and-set ``UPDATE``), the same parameters (namespace bytes, SHA-256 of the key, expiry in
-microseconds) and nothing else: no argument checks, no error mapping. Sequential calls always get the
-same connection (LIFO); concurrent calls get up to ``size`` connections, like the other stores' pools.
+One store for every driver, driven by a table of how each runs a statement and returns rows, and of its
+parameter marks: the statements the store compiles for that dialect (upsert; ``UPDATE ... RETURNING``
+renewal, or on MariaDB a ``SELECT`` and a compare-and-set ``UPDATE``), the same parameters (namespace
+bytes, SHA-256 of the key, expiry in microseconds) and nothing else: no checks, no error mapping. A lone
+caller always gets the same connection (LIFO); concurrent ones up to ``size``, like the others' pools.
 """
 
 from __future__ import annotations
@@ -20,24 +19,17 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 _US = 1_000_000
-# ``{t}``: the table; ``{c}``: the columns read; ``{b}`` / ``{i}``: a bytes / an integer parameter
+# ``{t}``: the table; ``{b}`` / ``{i}``: a bytes / an integer parameter; ``{where}``, ``{live}``: below
 _UPSERT = "INSERT INTO {t} (namespace, key_hash, value, expires_at) VALUES ({b}, {b}, {b}, {i}) ON "
-_CONFLICT = (
-    "CONFLICT (namespace, key_hash) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
-)
+_CONFLICT = "CONFLICT (namespace, key_hash) DO UPDATE SET value = excluded.value, "
+_CONFLICT += "expires_at = excluded.expires_at"
 _DUPLICATE = "DUPLICATE KEY UPDATE value = VALUES(value), expires_at = VALUES(expires_at)"
 _WHERE = " WHERE namespace = {b} AND key_hash = {b}"
-_LIVE = " WHERE namespace = {b} AND key_hash = {b} AND (expires_at IS NULL OR expires_at > {i})"
-_SELECT = "SELECT {c} FROM {t}{live}"
-_RENEW = (
-    "UPDATE {t} SET expires_at = CASE WHEN expires_at IS NULL THEN NULL ELSE {i} END{live} RETURNING value"
-)
-_CAS = "UPDATE {t} SET expires_at = {i}{where} AND expires_at = {i}"
-_DELETE = "DELETE FROM {t}{where}"
-
-# per driver: the mark of a bytes and of an integer parameter (``{n}``: its number; the casts are
-# those SQLAlchemy's dialects render), how a statement runs, how it returns its rows
-MARKS = {"asyncpg": ("${n}::BYTEA", "${n}::BIGINT"), "psycopg": ("%s", "%s::BIGINT"), "asyncmy": ("%s", "%s")}
+_LIVE = _WHERE + " AND (expires_at IS NULL OR expires_at > {i})"
+_RENEW = "UPDATE {t} SET expires_at = CASE WHEN expires_at IS NULL THEN NULL ELSE {i} END"
+_RENEW += "{live} RETURNING value"
+# the marks of a bytes and of an integer parameter, ``{}`` its number: the casts SQLAlchemy renders
+MARKS = {"asyncpg": ("${}::BYTEA", "${}::BIGINT"), "psycopg": ("%s", "%s::BIGINT"), "asyncmy": ("%s", "%s")}
 
 
 async def _psycopg_fetch(conn: Any, sql: str, args: tuple[Any, ...]) -> Any:
@@ -50,15 +42,11 @@ async def _asyncmy_fetch(conn: Any, sql: str, args: tuple[Any, ...]) -> Any:
     return await cursor.fetchall()
 
 
-EXECUTE = {
-    "asyncpg": lambda conn, sql, args: conn.execute(sql, *args),
-    "asyncmy": lambda conn, sql, args: conn.cursor().execute(sql, args),
-}
-FETCH = {
-    "asyncpg": lambda conn, sql, args: conn.fetch(sql, *args),
-    "psycopg": _psycopg_fetch,
-    "asyncmy": _asyncmy_fetch,
-    "sqlite": lambda conn, sql, args: conn.execute_fetchall(sql, args),
+DRIVERS: dict[str, tuple[Any, Any]] = {  # how a statement runs; how it returns its rows
+    "asyncpg": (lambda c, sql, args: c.execute(sql, *args), lambda c, sql, args: c.fetch(sql, *args)),
+    "psycopg": (lambda c, sql, args: c.execute(sql, args), _psycopg_fetch),
+    "asyncmy": (lambda c, sql, args: c.cursor().execute(sql, args), _asyncmy_fetch),
+    "sqlite": (lambda c, sql, args: c.execute(sql, args), lambda c, sql, args: c.execute_fetchall(sql, args)),
 }
 
 
@@ -73,9 +61,8 @@ async def connect(dialect: str, url: URL) -> Any:
     if dialect == "psycopg":
         from psycopg import AsyncConnection
 
-        return await AsyncConnection.connect(
-            **server, port=url.port or 5432, dbname=url.database, autocommit=True
-        )
+        server |= {"port": url.port or 5432, "dbname": url.database}
+        return await AsyncConnection.connect(**server, autocommit=True)
     if dialect == "asyncmy":
         import asyncmy
 
@@ -101,25 +88,23 @@ class RawStore:
     """Litestar's ``Store`` calls on ``connections`` of the driver of ``dialect``."""
 
     def __init__(self, dialect: str, table: str, namespace: bytes, connections: list[Any]) -> None:
-        self.dialect, self.ns, self.all = dialect, namespace, connections
-        self.execute = EXECUTE.get(dialect, lambda conn, sql, args: conn.execute(sql, args))
-        self.fetch = FETCH[dialect]
-        self.pool: asyncio.LifoQueue[Any] = asyncio.LifoQueue()  # a lone caller always gets the same one
+        self.ns, self.all, (self.execute, self.fetch) = namespace, connections, DRIVERS[dialect]
+        self.pool: asyncio.LifoQueue[Any] = asyncio.LifoQueue()
         for conn in connections:
             self.pool.put_nowait(conn)
-        marks = MARKS.get(dialect, ("?", "?"))
+        self.mysql, marks = dialect == "asyncmy", MARKS.get(dialect, ("?", "?"))  # MySQL: no RETURNING
 
-        def sql(text: str, cols: str = "") -> str:
-            number = itertools.count(1)
-            text = text.replace("{live}", _LIVE).replace("{where}", _WHERE).replace("{t}", table)
-            text = text.replace("{c}", cols)
-            return re.sub(r"\{([bi])\}", lambda m: marks[m[1] == "i"].replace("{n}", str(next(number))), text)
+        def sql(text: str) -> str:
+            number, text = itertools.count(1), text.replace("{live}", _LIVE).replace("{where}", _WHERE)
+            text = text.replace("{t}", table)
+            return re.sub(r"\{([bi])\}", lambda m: marks[m[1] == "i"].format(next(number)), text)
 
-        self.mysql = dialect == "asyncmy"  # no RETURNING: a renewal reads, then compares-and-sets
         self.upsert = sql(_UPSERT + (_DUPLICATE if self.mysql else _CONFLICT))
-        self.select_value, self.select_expiry = sql(_SELECT, "value"), sql(_SELECT, "expires_at")
-        self.select_value_expiry = sql(_SELECT, "value, expires_at")
-        self.renew, self.renew_cas, self.delete_sql = sql(_RENEW), sql(_CAS), sql(_DELETE)
+        self.select_value = sql("SELECT value FROM {t}{live}")
+        self.select_expiry = sql("SELECT expires_at FROM {t}{live}")
+        self.select_value_expiry = sql("SELECT value, expires_at FROM {t}{live}")
+        self.renew, self.delete_sql = sql(_RENEW), sql("DELETE FROM {t}{where}")
+        self.renew_cas = sql("UPDATE {t} SET expires_at = {i}{where} AND expires_at = {i}")
 
     async def set(self, key: str, value: bytes, expires_in: int | None = None) -> None:
         expires_at = _now() + expires_in * _US if expires_in else None
