@@ -12,12 +12,10 @@ from sqlalchemy.engine import make_url
 from .contenders import ALL_CONTENDERS, OPS, REDIS_URL_DEFAULT, SERVERS, dialect_url
 
 OP_LABELS = {op: op for op in OPS} | {"get_renew": "get(renew_for)"}
-# the page's names of the contenders (the JSON keeps the short ones)
 LABELS = {"raw": "raw driver", "sqlsession": "SQLStore.with_url", "sqlsession-engine": "SQLStore(engine)"}
-MAIN, WAYS = "sqlsession", ("sqlsession", "sqlsession-engine")  # the ways of making an SQLStore
+MAIN, WAYS = "sqlsession", ("sqlsession", "sqlsession-engine")  # the two ways of making an SQLStore
 DATABASES = {"sqlite": "SQLite", "asyncpg": "PostgreSQL", "psycopg": "PostgreSQL", "asyncmy": "MySQL/MariaDB"}
-
-# the page; in its templates, a line that starts with two spaces continues the line before
+# the page; a line of a template that starts with two spaces continues the line before
 PAGE = """# Benchmarks
 
 How fast sqlsession's `SQLStore` is, next to the database driver under it and to the other stores a Litestar
@@ -27,8 +25,8 @@ How fast sqlsession's `SQLStore` is, next to the database driver under it and to
 {quick}
 ## What this measures and why
 
-How much time `SQLStore` adds to the driver under it; whether it matters that it makes its own engine or
-  shares the application's; how it compares with the other stores. The stores, as the tables name them:
+How much time `SQLStore` adds to the driver under it, whether it matters that it makes its own engine or
+  shares the application's, and how it compares with the other stores. The stores, as the tables name them:
 
 - **raw driver**: the driver alone (aiosqlite, asyncpg, psycopg or asyncmy) running by hand the statements
   `SQLStore` runs, on the same table: no store on that driver can be faster; the gap is what the store costs.
@@ -62,17 +60,14 @@ Measured: the **time per call** of each operation (`set`, `get`, `get` with `ren
 - Every store has a table (SQLite: a file; Redis: a namespace; FileStore: a folder) of its own, and every SQL
   store but `SQLStore(engine)` (SQLAlchemy's default pool, not in autocommit) at most {s[pool_size]}
   connections. The raw driver runs the statements of `SQLStore` in autocommit (SQLite: WAL and
-  `synchronous=NORMAL`, as `SQLStore.with_url` sets them), on one connection when one task runs. sqlspec's
-  store made its table by its `create_table()`; advanced-alchemy's runs on a model on `StoreModelMixin`.
-- Keys like Litestar's session IDs (64 hex characters), random values, `expires_in` and `renew_for` of
-  {s[expires_in]} s.
+  `synchronous=NORMAL`, as `SQLStore.with_url` sets them), on one connection when one task runs.
+- Keys like Litestar's session IDs, random values, `expires_in` and `renew_for` of {s[expires_in]} s.
 - Time per call: one task; in each round, per operation and value size, each store in turn (the order
   rotates every round) makes {s[batch]} calls, each timed alone; {s[rounds]} rounds after a warm-up round:
   {calls:,} calls per figure. `delete` removes rows written, untimed, just before.
 - Throughput: the mix on {s[keys]:,} keys, {tasks} tasks, {s[seconds]} s per store per round,
   {s[conc_rounds]} round(s), the stores alternating. With few cores shared by client and server, concurrency
-  gains at most the cores over the CPU time of one operation (client and server; the CPU tables in
-  [All figures](#all-figures) show the client's share).{method_scale}
+  gains at most the cores over the CPU time of one operation (client and server).{method_scale}
 
 ### Noise
 
@@ -96,9 +91,7 @@ From a checkout of the repository (the benchmark is in `bench/`, not in the pack
 Per database: both value sizes, the 99th percentiles, each store ÷ `SQLStore.with_url`, the client's CPU.
 
 {figures}"""
-QUICK = """
-**A quick run (`--quick`): tiny counts, to check that the benchmark works; the figures mean nothing.**
-"""
+QUICK = "\n**A quick run (`--quick`): tiny counts, to check that the benchmark works; no real figures.**\n"
 WHAT_SCALE = """; **large tables**: `SQLStore.with_url` alone on
   tables of {rows} rows, and `delete_expired()` on the largest while other tasks keep reading"""
 THROUGHPUT = """### Throughput
@@ -118,17 +111,10 @@ SCALE = """### Large tables
 `SQLStore.with_url` alone, 512 B values: median (99th percentile) microseconds per call on tables of each
   size, and the largest table's median ÷ the smallest's (1.00 = no slower):
 
-{ops}"""
+"""
 CLEANUP = """`delete_expired()` on the largest table, every row but the working keys expired, while
   {s[delete_get_tasks]} tasks `get` live keys ({s[delete_get_rate]:,.0f} calls per second in all): the rows
   deleted, the time, and those `get` calls (median / 99th percentile) in the 2 s before it and while it ran:
-
-{cleanup}"""
-PROBLEMS = """### Stores that did not run
-
-A `failed` or `n/a` in a table:
-
-{problems}
 
 """
 CHART = """## Chart
@@ -138,16 +124,13 @@ CHART = """## Chart
 The [throughput table](#throughput) as bars (higher is better).
 
 """
-LOCAL = """
-- The servers (databases, Redis) ran on the same machine as the benchmark: client and server share its
-  cores."""
+LOCAL = "\n- The servers (databases, Redis) ran on the same machine: client and server share its cores."
 METHOD_SCALE = """
 - Large tables: filled server-side with {s[fill_value_bytes]}-byte values, then `VACUUM ANALYZE` /
   `ANALYZE`; {s[scale_keys]} working keys; for `delete_expired()`, the stores' clock moves two days on."""
-NOISY = """: other work ran on the machine (and the servers may have served other clients), so the figures are
-  noisier than on a quiet one."""
-# All figures, per database: the title, the shape and the form of each table (None: each store's ÷
-# sqlsession's)
+NOISY = ": other work ran (the servers may have served other clients too); the figures are noisier."
+# All figures, per database: each table's title, shape and the form of its figures (None: each store's ÷
+# SQLStore.with_url's)
 TITLES = """Time of one call, median (99th percentile) in microseconds:
 |`SQLStore.with_url`'s median time ÷ each other store's (below 1.00: `SQLStore.with_url` is faster):
 |Session mix, operations per second:
@@ -168,7 +151,7 @@ def size_label(size: int | str) -> str:
 
 
 def _fmt(value: Any, form: str = "{:,.0f}") -> str:
-    """A figure: ``form`` of a number, median (p99) of a latency; "-" if there is none."""
+    """A figure in ``form``, a latency as median (p99); "-" if there is none."""
     if isinstance(value, dict):
         return f"{_fmt(value['median_us'])} ({_fmt(value['p99_us'])})"
     return "-" if value is None or math.isnan(value) else form.format(value)
@@ -184,15 +167,14 @@ def _ratio(mine: Any, theirs: Any) -> str:
 
 
 def _and(items: Any) -> str:
-    """``a``, ``a and b``, ``a, b and c``."""
     *rest, last = [str(item) for item in items] or [""]
     return f"{', '.join(rest)} and {last}" if rest else last
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    """An error message on one line (its escaped newlines too), cut at ``limit`` characters."""
+def _one_line(text: str) -> str:
+    """An error message on one line (its escaped newlines too), cut at 300 characters."""
     text = " ".join(str(text).replace("\\n", " ").split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
 def _label(name: str) -> str:
@@ -208,40 +190,34 @@ def database(results: dict[str, Any], dialect: str) -> str:
 
 
 def _figure(group: dict[str, Any], shape: str, name: str, key: tuple[Any, Any]) -> Any:
-    """One figure: of an operation and a value size (sequential), or a value size and tasks (the mix)."""
+    """A figure of an operation and a value size (sequential), or of a value size and tasks (the mix)."""
     return group.get(shape, {}).get(name, {}).get(str(key[0]), {}).get(str(key[1]))
 
 
 def _keys(results: dict[str, Any], shape: str) -> list[tuple[list[str], tuple[Any, Any]]]:
-    """The rows of a shape's table: their labels, and the key of their figures."""
+    """The rows of a shape's table: their labels and the key of their figures."""
     sizes, tasks = results["settings"]["sizes"], results["settings"]["tasks"]
     if shape == "sequential":
         return [([OP_LABELS[op], size_label(z)], (op, z)) for op in OPS for z in sizes]
     return [([size_label(z), str(t)], (z, t)) for z in sizes for t in tasks]
 
 
-def _groups(results: dict[str, Any], shape: str) -> dict[str, Any]:
-    return {d: g for d, g in results["groups"].items() if g.get("available", True) and g.get(shape)}
+def _groups(results: dict[str, Any], *shapes: str) -> dict[str, Any]:
+    groups = results["groups"].items()
+    return {d: g for d, g in groups if g.get("available", True) and any(g.get(shape) for shape in shapes)}
 
 
 def _summary(results: dict[str, Any], shape: str, keys: list[Any], share: str) -> str:
-    """Every store in every database, a row per key; both SQLStores with their figure ÷ the raw driver's."""
-    groups = _groups(results, shape)
-    tried = [
-        n
-        for n in ALL_CONTENDERS
-        if any(n in g.get("sequential", {}) or n in g["contenders"] for g in groups.values())
-    ]
-    rows = []
+    """Every store of every database, a row per key; both SQLStores with their figure ÷ the raw driver's."""
+    groups, rows = _groups(results, shape), []
+    seen = [set(g.get("sequential", {})) | set(g["contenders"]) for g in groups.values()]
+    tried = [n for n in ALL_CONTENDERS if any(n in names for names in seen)]
     for (dialect, group), (labels, key) in [(g, k) for g in groups.items() for k in keys]:
         raw, row = _number(_figure(group, shape, "raw", key)), [database(results, dialect), *labels]
         for name in tried:
-            value, status = (
-                _number(_figure(group, shape, name, key)),
-                group["contenders"].get(name, {}).get("status"),
-            )
+            value, status = _number(_figure(group, shape, name, key)), group["contenders"].get(name, {})
             if value is None:  # it failed, could not run here, or was not selected
-                row.append({"error": "failed", "unavailable": "n/a"}.get(status or "", "-"))
+                row.append({"error": "failed", "unavailable": "n/a"}.get(status.get("status", ""), "-"))
             else:
                 row.append(_fmt(value) + (f" ({share.format(value / raw)})" if name in WAYS and raw else ""))
         rows.append(row)
@@ -251,19 +227,17 @@ def _summary(results: dict[str, Any], shape: str, keys: list[Any], share: str) -
 
 def _scale(results: dict[str, Any]) -> str:
     """The scale part: sequential figures per table size; delete_expired() on the largest."""
-    scale = results["scale"]
+    scale, rows, cleanup = results["scale"], [], []
     counts = next((list(part["rows"]) for part in scale.values() if part.get("rows")), [])
     head = ["database", "operation", *(f"{int(n):,} rows" for n in counts)]
-    head += ["large ÷ small"] if len(counts) >= 2 else []
-    rows, cleanup = [], []
-    for dialect, part in scale.items():
-        where = database(results, dialect)
+    head += ["large ÷ small"] * (len(counts) > 1)
+    for where, part in [(database(results, dialect), part) for dialect, part in scale.items()]:
         if "error" in part:
             rows.append([where, f"error: {part['error']}", *(["-"] * (len(head) - 2))])
         for op in OPS if "error" not in part else ():
             cells = [part["rows"][n].get("ops", {}).get(op) for n in counts]
-            rows.append([where, OP_LABELS[op], *map(_fmt, cells)])
-            rows[-1] += [_ratio(cells[-1], cells[0])] if len(counts) >= 2 else []
+            ratio = [_ratio(cells[-1], cells[0])] * (len(counts) > 1)
+            rows.append([where, OP_LABELS[op], *map(_fmt, cells), *ratio])
         if info := part.get("delete_expired"):
             loaded, gets = part["rows"][str(info["rows"])], (info["baseline"], info["during"])
             counted = [f"{int(x):,}" for x in (loaded["expiring"], loaded["live"], info["deleted"])]
@@ -271,13 +245,11 @@ def _scale(results: dict[str, Any]) -> str:
             cleanup.append([where, *counted, f"{info['seconds']:.2f}", *times, f"{int(gets[1]['n']):,}"])
     heads = "database|expired rows|live rows|deleted|time (s)|get, before: median / p99 (µs)"
     heads += "|get, during: median / p99 (µs)|gets timed during"
-    out = SCALE.format(ops=_table(head, rows))
-    return out + (
-        CLEANUP.format(s=results["settings"], cleanup=_table(heads.split("|"), cleanup)) if cleanup else ""
-    )
+    out = SCALE + _table(head, rows)
+    return out + CLEANUP.format(s=results["settings"]) + _table(heads.split("|"), cleanup) if cleanup else out
 
 
-def _problems(results: dict[str, Any]) -> list[str]:
+def _problems(results: dict[str, Any]) -> str:
     """Databases and stores without figures, or whose reads missed, in the page's words."""
     lines = []
     for dialect, group in results["groups"].items():
@@ -285,40 +257,38 @@ def _problems(results: dict[str, Any]) -> list[str]:
         if not group.get("available", True):
             lines.append(f"- {where}: not run: {_one_line(group.get('reason', '?'))}.")
         for name, info in group.get("contenders", {}).items():
-            if info["status"] == "unavailable":
-                lines.append(f"- {where}, {_label(name)}: not run here: {_one_line(info['detail'])}.")
-            elif info["status"] != "ok":
-                lines.append(f"- {where}, {_label(name)}: failed: `{_one_line(info['detail'])}`")
+            if info["status"] != "ok":
+                how = "not run here: {}." if info["status"] == "unavailable" else "failed: `{}`"
+                lines.append(f"- {where}, {_label(name)}: " + how.format(_one_line(info["detail"])))
         for name, count in group.get("misses", {}).items():
             if count:
                 lines.append(f"- {where}, {_label(name)}: {count} reads did not return the value written.")
     for dialect, part in results.get("scale", {}).items():
         if "error" in part:
-            lines.append(
-                f"- {database(results, dialect)}, large tables: failed: `{_one_line(part['error'])}`"
-            )
-    return lines
+            where, error = database(results, dialect), _one_line(part["error"])
+            lines.append(f"- {where}, large tables: failed: `{error}`")
+    intro = "### Stores that did not run\n\nA `failed` or `n/a` in a table:\n\n"
+    return intro + "\n".join(lines) + "\n\n" if lines else ""
 
 
 def _figures(results: dict[str, Any], dialect: str, group: dict[str, Any]) -> str:
     """Every figure of one database, and each store's ÷ `SQLStore.with_url`'s."""
-    names = [
-        n for n in ALL_CONTENDERS if n in group.get("sequential", {}) or n in group.get("concurrent", {})
-    ]
+    ran = set(group.get("sequential", {})) | set(group.get("concurrent", {}))
+    names = [n for n in ALL_CONTENDERS if n in ran]
     ok = [f"**{_label(n)}**: {i['detail']}" for n, i in group["contenders"].items() if i["status"] == "ok"]
     out = f"### {database(results, dialect)}\n\nStores: {'; '.join(ok)}.\n\n"
     for title, shape, form in zip(TITLES.split("\n|"), SHAPES, FORMS, strict=True):
-        if not group.get(shape):
-            continue
-        versus = form is None
-        columns = [n for n in names if (n != MAIN if versus else n in group[shape] or shape != "client_cpu")]
-        rows = []
-        for labels, key in _keys(results, shape):
-            cells = [_figure(group, shape, n, key) for n in columns]
-            mine = _figure(group, shape, MAIN, key)
-            rows.append(labels + [_ratio(mine, c) if versus else _fmt(c, form) for c in cells])
-        heads = ["operation", "value"] if shape == "sequential" else ["value", "tasks"]
-        out += title + "\n\n" + _table(heads + [("÷ " if versus else "") + _label(n) for n in columns], rows)
+        if group.get(shape):
+            versus, rows = form is None, []
+            shown = [n for n in names if n in group[shape] or shape != "client_cpu"]  # CPU: measured ones
+            columns = [n for n in names if n != MAIN] if versus else shown
+            for labels, key in _keys(results, shape):
+                mine = _figure(group, shape, MAIN, key)
+                cells = [_figure(group, shape, n, key) for n in columns]
+                rows.append(labels + [_ratio(mine, c) if versus else _fmt(c, form) for c in cells])
+            heads = ["operation", "value"] if shape == "sequential" else ["value", "tasks"]
+            heads += [("÷ " if versus else "") + _label(n) for n in columns]
+            out += title + "\n\n" + _table(heads, rows)
     return out
 
 
@@ -326,17 +296,14 @@ def markdown(results: dict[str, Any], chart_name: str | None) -> str:
     """``docs/benchmarks.md``: a page for the users of sqlsession, every figure from ``results``."""
     meta, s, scale, groups = results["meta"], results["settings"], results.get("scale"), results["groups"]
     commit, _, dirty = str(meta["revision"]).partition(" + ")
-    seconds, noisy, (before, after) = (
-        meta["duration_s"],
-        meta["foreign_cores"] > meta["foreign_limit"],
-        [meta[f"load_{when}"] for when in ("before", "after")],
-    )
+    seconds, before = meta["duration_s"], meta["load_before"]
+    noisy = meta["foreign_cores"] > meta["foreign_limit"]
     v: dict[str, Any] = {"meta": meta, "m": meta["machine"], "s": s, "tasks": _and(s["tasks"]), "results": ""}
     v["revision"] = f"`{commit}`" + (f" + {dirty}" if dirty else "")
-    v["sizes"], v["calls"] = _and(map(size_label, s["sizes"])), s["batch"] * s["rounds"]
+    v["sizes"] = _and(map(size_label, s["sizes"]))
     v["duration"] = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} minutes"
+    v["calls"], v["quick"] = s["batch"] * s["rounds"], QUICK if "--quick" in meta["command"].split() else ""
     v["what_scale"] = WHAT_SCALE.format(rows=_and(f"{int(n):,}" for n in s["rows"])) if scale else ""
-    v["quick"] = QUICK if "--quick" in meta["command"].split() else ""
     v["notice"] = " The machine was not quiet during this run: see [Noise](#noise)." if noisy else ""
     if _groups(results, "concurrent"):
         v["results"] += THROUGHPUT + _summary(results, "concurrent", _keys(results, "concurrent"), "{:.0%}")
@@ -344,8 +311,7 @@ def markdown(results: dict[str, Any], chart_name: str | None) -> str:
         keys = [([OP_LABELS[op]], (op, s["sizes"][0])) for op in OPS]
         v["results"] += LATENCY.format(size=size_label(s["sizes"][0]))
         v["results"] += _summary(results, "sequential", keys, "{:.2f}x")
-    v["results"] += _scale(results) if scale else ""
-    v["results"] += PROBLEMS.format(problems="\n".join(_problems(results))) if _problems(results) else ""
+    v["results"] += (_scale(results) if scale else "") + _problems(results)
     v["chart"] = CHART.format(chart=chart_name) if chart_name else ""
     v["guest"] = f", {v['m']['hypervisor']} guest" if v["m"]["hypervisor"] else ""
     hosts = [dialect_url(d).host for d, g in groups.items() if d != "sqlite" and g.get("sequential")]
@@ -356,19 +322,18 @@ def markdown(results: dict[str, Any], chart_name: str | None) -> str:
     v["versions"] = _table(["package", "version"], [list(item) for item in meta["packages"].items()])
     servers = [list(item) for item in meta["servers"].items()]
     v["versions"] += _table(["server", "version and settings"], servers) if servers else ""
-    v["before"], v["after"] = (", ".join(map(str, load["loadavg"])) for load in (before, after))
+    v["before"], v["after"] = (", ".join(map(str, meta[f"load_{x}"]["loadavg"])) for x in ("before", "after"))
     v["foreign"], v["noisy"] = meta["foreign_cores"], NOISY if noisy else "."
     v["busy"] = f" Busy processes at the start: {', '.join(before['busy'])}." if before["busy"] else ""
     v["note"] = f"\n- Note from the person who ran it: {meta['note']}" if meta["note"] else ""
     v["method_scale"] = METHOD_SCALE.format(s=s) if scale else ""
-    needs = [f"- PostgreSQL at `{SERVERS['asyncpg'][1]}` (or the URL in `BENCH_POSTGRES_URL`)"]
-    needs = needs if {"asyncpg", "psycopg"} & set(groups) else []
-    if "asyncmy" in groups:
-        needs.append(f"- MariaDB or MySQL at `{SERVERS['asyncmy'][1]}` (or the URL in `BENCH_MYSQL_URL`)")
+    wanted = [("PostgreSQL", "asyncpg")] * bool({"asyncpg", "psycopg"} & set(groups))
+    wanted += [("MariaDB or MySQL", "asyncmy")] * ("asyncmy" in groups)
+    needs = [f"- {what} at `{SERVERS[d][1]}` (or the URL in `{SERVERS[d][0]}`)" for what, d in wanted]
     if "RedisStore" in s["contenders"]:
         needs.append(f"- Redis at `{REDIS_URL_DEFAULT}` (or the URL in `BENCH_REDIS_URL`)")
     v["needs"] = " It needs these servers (SQLite needs none):\n\n" + "\n".join(needs) if needs else ""
-    shown = _groups(results, "sequential") | _groups(results, "concurrent")
+    shown = _groups(results, "sequential", "concurrent")
     v["figures"] = "".join(_figures(results, dialect, group) for dialect, group in shown.items())
     return PAGE.format(**v).replace("\n  ", " ").rstrip("\n") + "\n"
 
@@ -387,10 +352,9 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
         return "no throughput figures"
     sizes, tasks = results["settings"]["sizes"], results["settings"]["tasks"]
     names = [n for n in ALL_CONTENDERS if any(n in g["concurrent"] for g in groups.values())]
-    ticks = [database(results, d).replace(" (", "\n(") for d in groups]
+    ticks, width = [database(results, d).replace(" (", "\n(") for d in groups], 0.8 / len(names)
     size = (6.5 * len(sizes), 3.8 * len(tasks))
     fig, axes = plt.subplots(len(tasks), len(sizes), figsize=size, squeeze=False)
-    width = 0.8 / len(names)
     for (row, n_tasks), (col, size) in [(r, c) for r in enumerate(tasks) for c in enumerate(sizes)]:
         ax = axes[row][col]
         for i, name in enumerate(names):
@@ -412,7 +376,6 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
     fig.legend(handles, labels, loc="lower center", ncols=len(names), fontsize=9, frameon=False)
     fig.suptitle("sqlsession benchmark: session mix throughput per database and store (higher is better)")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None
