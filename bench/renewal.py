@@ -1,11 +1,9 @@
 """What renewal costs with ``renew_threshold``: ``python -m bench.renewal [--dialects ...] [--rounds N]``.
 
-A session read on every request: ``get(key, renew_for=3600)`` of a 512-byte value, against a plain
-``get(key)``, with three stores of ``SQLStore.with_url`` on one fresh table per dialect, in interleaved
-rounds in a seeded order, each on keys of its own: ``get`` (the floor); ``renew t=0.1``
-(``renew_threshold=0.1``: the expiry is written once it is 360 s behind, so a read-per-request session
-costs a read); ``renew t=0`` (the default, Litestar's: every renewal writes). Prints the median
-microseconds per call and the ratio to ``get``; the target of ``renew t=0.1`` is 1.10.
+``get(key, renew_for=3600)`` of a 512-byte session read on every request, next to a plain ``get``:
+stores of ``SQLStore.with_url`` on one table, keys of their own, interleaved in a seeded order. ``renew
+t=0.1`` writes the expiry once it is 360 s behind (target: at most 1.10x ``get``); ``renew t=0`` (the
+default, Litestar's) writes it every time. Prints the median microseconds per call and the ratio.
 """
 
 from __future__ import annotations

@@ -18,27 +18,27 @@ DATABASES = {"sqlite": "SQLite", "asyncpg": "PostgreSQL", "psycopg": "PostgreSQL
 # the page; a line of a template that starts with two spaces continues the line before
 PAGE = """# Benchmarks
 
-How fast sqlsession's `SQLStore` is, next to the database driver under it and to the other stores a Litestar
-  application can use: one run of `python -m bench` on {meta[started]}, at sqlsession commit {revision}, on a
-  machine with {m[nproc]} CPU cores (see [How it was measured](#how-it-was-measured)). Absolute figures depend
-  on the machine; the ratios between stores carry over better.{notice}
+`SQLStore` next to the database driver under it and to the other stores a Litestar application can use: one
+  run of `python -m bench` on {meta[started]}, sqlsession commit {revision}, on {m[nproc]} CPU cores (see
+  [How it was measured](#how-it-was-measured)). Absolute figures depend on the machine; the ratios between
+  stores carry over better.{notice}
 {quick}
 ## What this measures and why
 
-How much time `SQLStore` adds to the driver under it, whether it matters that it makes its own engine or
-  shares the application's, and how it compares with the other stores. The stores, as the tables name them:
+What `SQLStore` adds to the driver under it, with an engine of its own or the application's, next to the
+  other stores. The stores, as the tables name them:
 
-- **raw driver**: the driver alone (aiosqlite, asyncpg, psycopg or asyncmy) running by hand the statements
-  `SQLStore` runs, on the same table: no store on that driver can be faster; the gap is what the store costs.
-- **SQLStore.with_url**: `SQLStore.with_url(url)`, on an engine it makes for itself (autocommit).
+- **raw driver**: the driver alone (aiosqlite, asyncpg, psycopg or asyncmy) running by hand the statements of
+  `SQLStore` on the same table: no store on that driver can be faster; the gap is what the store costs.
+- **SQLStore.with_url**: `SQLStore.with_url(url)`, on an engine it sets up for itself (autocommit).
 - **SQLStore(engine)**: `SQLStore(create_async_engine(url))`, on the application's engine, with
   SQLAlchemy's defaults.
-- **sqlspec** and **advanced-alchemy**: their Litestar stores, on the same driver.
-- **FileStore** and **RedisStore**: Litestar's own stores, outside the database: reference points.
+- **sqlspec**, **advanced-alchemy**: their Litestar stores on the same driver; **FileStore**,
+  **RedisStore**: Litestar's own stores, outside the database: reference points.
 
-Measured: the **time per call** of each operation (`set`, `get`, `get` with `renew_for`, `exists`,
-  `delete`), one at a time, with {sizes} values; the **throughput** of a session-like mix (70% `get` with
-  `renew_for`, 25% `set`, 5% `delete`) from {tasks} concurrent tasks{what_scale}.
+Measured: the **time per call** of `set`, `get`, `get` with `renew_for`, `exists` and `delete`, one at a
+  time, with {sizes} values; the **throughput** of a session mix (70% `get` with `renew_for`, 25% `set`, 5%
+  `delete`) from {tasks} concurrent tasks{what_scale}.
 
 ## Results
 
@@ -57,17 +57,14 @@ Measured: the **time per call** of each operation (`set`, `get`, `get` with `ren
 
 {versions}### Method
 
-- Every store has a table (SQLite: a file; Redis: a namespace; FileStore: a folder) of its own, and every SQL
-  store but `SQLStore(engine)` (SQLAlchemy's default pool, not in autocommit) at most {s[pool_size]}
-  connections. The raw driver runs the statements of `SQLStore` in autocommit (SQLite: WAL and
-  `synchronous=NORMAL`, as `SQLStore.with_url` sets them), on one connection when one task runs.
-- Keys like Litestar's session IDs, random values, `expires_in` and `renew_for` of {s[expires_in]} s.
-- Time per call: one task; in each round, per operation and value size, each store in turn (the order
-  rotates every round) makes {s[batch]} calls, each timed alone; {s[rounds]} rounds after a warm-up round:
-  {calls:,} calls per figure. `delete` removes rows written, untimed, just before.
+- Each store has a table (SQLite: a file; Redis: a namespace; FileStore: a folder) of its own, each SQL store
+  but `SQLStore(engine)` at most {s[pool_size]} connections; the raw driver runs in autocommit (SQLite: WAL,
+  `synchronous=NORMAL`), on one connection when one task runs. Keys like Litestar's session IDs, random
+  values, `expires_in` and `renew_for` of {s[expires_in]} s.
+- Time per call: one task; per round, operation and value size, each store in turn (the order rotates)
+  makes {s[batch]} calls, each timed alone; {s[rounds]} rounds after a warm-up: {calls:,} calls per figure.
 - Throughput: the mix on {s[keys]:,} keys, {tasks} tasks, {s[seconds]} s per store per round,
-  {s[conc_rounds]} round(s), the stores alternating. With few cores shared by client and server, concurrency
-  gains at most the cores over the CPU time of one operation (client and server).{method_scale}
+  {s[conc_rounds]} round(s), the stores alternating.{method_scale}
 
 ### Noise
 
@@ -82,9 +79,9 @@ pip install -e '.[bench]'
 python -m bench
 ```
 
-From a checkout of the repository (the benchmark is in `bench/`, not in the package). It rewrites
-  `docs/benchmarks.md` and `docs/benchmarks.png` (this run took {duration}); `python -m bench --help` lists
-  the options. A database whose server does not answer is skipped.{needs}
+From a checkout of the repository. It rewrites `docs/benchmarks.md` and `docs/benchmarks.png` (this run
+  took {duration}); `python -m bench --help` lists the options. A database whose server does not answer is
+  skipped.{needs}
 
 ## All figures
 
@@ -97,33 +94,27 @@ WHAT_SCALE = """; **large tables**: `SQLStore.with_url` alone on
 THROUGHPUT = """### Throughput
 
 Operations per second of the session mix (higher is better); in brackets, each `SQLStore`'s as a percentage
-  of the raw driver's on the same database.
+  of the raw driver's.
 
 """
 LATENCY = """### Time per call
 
-Median time of one call in microseconds (lower is better), {size} values; in brackets, each `SQLStore`'s as a
-  multiple of the raw driver's. The other sizes and the 99th percentiles: [All figures](#all-figures).
+Median microseconds per call (lower is better), {size} values; in brackets, each `SQLStore`'s as a multiple
+  of the raw driver's. Other sizes and the 99th percentiles: [All figures](#all-figures).
 
 """
 SCALE = """### Large tables
 
-`SQLStore.with_url` alone, 512 B values: median (99th percentile) microseconds per call on tables of each
-  size, and the largest table's median ÷ the smallest's (1.00 = no slower):
+`SQLStore.with_url` alone, 512 B values: median (99th percentile) microseconds per call by table size, and
+  the largest table's median ÷ the smallest's:
 
 """
-CLEANUP = """`delete_expired()` on the largest table, every row but the working keys expired, while
-  {s[delete_get_tasks]} tasks `get` live keys ({s[delete_get_rate]:,.0f} calls per second in all): the rows
-  deleted, the time, and those `get` calls (median / 99th percentile) in the 2 s before it and while it ran:
+CLEANUP = """`delete_expired()` on the largest table, all but the working keys expired, while
+  {s[delete_get_tasks]} tasks `get` live keys ({s[delete_get_rate]:,.0f} calls/s in all): those `get` calls in
+  the 2 s before it and while it ran:
 
 """
-CHART = """## Chart
-
-![Session mix throughput per database and store]({chart})
-
-The [throughput table](#throughput) as bars (higher is better).
-
-"""
+CHART = "## Chart\n\n![Session mix throughput per database and store]({chart})\n\n"
 LOCAL = "\n- The servers (databases, Redis) ran on the same machine: client and server share its cores."
 METHOD_SCALE = """
 - Large tables: filled server-side with {s[fill_value_bytes]}-byte values, then `VACUUM ANALYZE` /

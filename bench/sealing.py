@@ -1,9 +1,8 @@
 """What sealed values cost: ``python -m bench.sealing [--dialects sqlite,asyncpg] [--ops N]``.
 
-For 512 B (a session) and 16 KiB (a cached page) of text that compresses like JSON/HTML, plain,
-compressed (``compress_min_size=0``), encrypted (AES-256-GCM) and both: the CPU of ``seal`` (what
-``set`` adds) and ``open`` (what ``get`` adds) and the stored size; then the median time of a ``set``
-and a ``get`` through ``SQLStore.with_url`` on a fresh table of each dialect.
+For 512 B and 16 KiB of text that compresses like JSON/HTML, plain, compressed, encrypted (AES-256-GCM) and
+both: the CPU of ``seal`` (``set``) and ``open`` (``get``) and the stored size; then the median time of a
+``set`` and a ``get`` through ``SQLStore.with_url`` on a fresh table of each dialect.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ import asyncio
 import random
 import statistics
 import time
+import timeit
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from sqlsession import SQLStore
@@ -25,53 +24,28 @@ from .contenders import ALL_DIALECTS, tool_urls
 
 SIZES = {"512 B": 512, "16 KiB": 16 * 1024}
 COMPRESS, ENCRYPT = {"compress_min_size": 0}, {"encryption_keys": [bytes(range(32))]}
-MODES: dict[str, dict[str, Any]] = {
-    "plain": {},
-    "compressed": COMPRESS,
-    "encrypted": ENCRYPT,
-    "both": COMPRESS | ENCRYPT,
-}
+MODES: dict[str, dict[str, Any]] = {"plain": {}, "compressed": COMPRESS, "encrypted": ENCRYPT}
+MODES["both"] = COMPRESS | ENCRYPT
 WORDS = (
     'user id name cart item sku qty price total "true" "false" null <div> </div> <p> </p> class href title '
 )
 WORDS += "token csrf flash message theme locale en de fr 0 1 2 3 42 1024 2026-12-01 { } [ ] , :"
 
 
-def sample(size: int, seed: int = 7) -> bytes:
+def sample(size: int) -> bytes:
     """``size`` bytes of text that compresses like JSON or HTML (words of a fixed vocabulary, seeded)."""
-    rng, words, out = random.Random(seed), WORDS.split(), bytearray()
+    rng, words, out = random.Random(7), WORDS.split(), b""
     while len(out) < size:
         out += rng.choice(words).encode() + b" "
-    return bytes(out[:size])
+    return out[:size]
 
 
-def per_call(function: Callable[[], object], seconds: float = 0.3) -> float:
-    """Median microseconds per call over five rounds of ``count`` calls of ~``seconds / 5`` each."""
-
-    def timed(count: int) -> float:
-        start = time.perf_counter()
-        for _ in range(count):
-            function()
-        return (time.perf_counter() - start) / count
-
+def per_call(function: Any) -> float:
+    """Median microseconds per call over five rounds of about 60 ms."""
     count = 1
-    while (first := timed(count)) * count <= seconds / 5:  # calibrate
+    while timeit.timeit(function, number=count) < 0.06:  # calibrate
         count *= 2
-    return statistics.median([first, *(timed(count) for _ in range(4))]) * 1e6
-
-
-def cpu_table() -> list[str]:
-    ns, kh = b"LITESTAR\x00sessions\x00", key_digest("session-id")
-    lines = ["| value | mode | stored bytes | seal µs/op | open µs/op |", "|---|---|---|---|---|"]
-    for (label, size), (mode, options) in [(s, m) for s in SIZES.items() for m in MODES.items()]:
-        value, options = sample(size), {"compress_min_size": None, "encryption_keys": ()} | options
-        sealer = Sealer(**options, read_unsealed=False, max_value_size=4 * 1024 * 1024)
-        stored = sealer.seal(value, ns, kh)
-        assert sealer.open(stored, ns, kh) == value
-        seal = per_call(lambda s=sealer, v=value: s.seal(v, ns, kh))
-        unseal = per_call(lambda s=sealer, v=stored: s.open(v, ns, kh))
-        lines.append(f"| {label} | {mode} | {len(stored):,} | {seal:.2f} | {unseal:.2f} |")
-    return lines
+    return statistics.median(timeit.repeat(function, number=count, repeat=5)) / count * 1e6
 
 
 async def _pairs(url: Any, options: dict[str, Any], value: bytes, ops: int) -> float:
@@ -97,10 +71,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sealing", description=__doc__)
     parser.add_argument("--dialects", default="sqlite", help=f"comma-separated, of {', '.join(ALL_DIALECTS)}")
     parser.add_argument("--ops", type=int, default=300, help="set+get pairs per cell (default 300)")
-    args = parser.parse_args(argv)
-    print("CPU per call (µs), in the store's own code:", *cpu_table(), sep="\n")
+    args, ns, kh = parser.parse_args(argv), b"LITESTAR\x00sessions\x00", key_digest("session-id")
+    print("CPU per call (µs), in the store's own code:")
+    print("| value | mode | stored bytes | seal µs/op | open µs/op |\n|---|---|---|---|---|")
+    for (label, size), (mode, options) in [(z, m) for z in SIZES.items() for m in MODES.items()]:
+        value, options = sample(size), {"compress_min_size": None, "encryption_keys": ()} | options
+        sealer = Sealer(**options, read_unsealed=False, max_value_size=4 * 1024 * 1024)
+        stored = sealer.seal(value, ns, kh)
+        assert sealer.open(stored, ns, kh) == value
+        seal = per_call(lambda s=sealer, v=value: s.seal(v, ns, kh))
+        unseal = per_call(lambda s=sealer, v=stored: s.open(v, ns, kh))
+        print(f"| {label} | {mode} | {len(stored):,} | {seal:.2f} | {unseal:.2f} |")
     print(f"\nset + get through SQLStore.with_url, median µs per pair of {args.ops}:")
-    print("| dialect | value | " + " | ".join(MODES) + " |", "|---|---|" + "---|" * len(MODES), sep="\n")
+    print("| dialect | value | " + " | ".join(MODES) + " |\n|---|---|" + "---|" * len(MODES))
     for dialect, url, reason in tool_urls(args.dialects):
         for label, size in SIZES.items() if url else ():
             pairs = [asyncio.run(_pairs(url, options, sample(size), args.ops)) for options in MODES.values()]
