@@ -25,12 +25,9 @@ from .raw import open_raw
 
 POSTGRES, MYSQL = "postgresql://postgres@127.0.0.1:5432/test", "mysql://root@127.0.0.1:3306/test"
 # dialect -> (server URL env variable or None for the embedded SQLite, default URL, async driver)
-SERVERS: dict[str, tuple[str | None, str, str]] = {
-    "sqlite": (None, "", "sqlite+aiosqlite"),
-    "asyncpg": ("BENCH_POSTGRES_URL", POSTGRES, "postgresql+asyncpg"),
-    "psycopg": ("BENCH_POSTGRES_URL", POSTGRES, "postgresql+psycopg"),
-    "asyncmy": ("BENCH_MYSQL_URL", MYSQL, "mysql+asyncmy"),
-}
+SERVERS: dict[str, tuple[str | None, str, str]] = {"sqlite": (None, "", "sqlite+aiosqlite")}
+SERVERS |= {d: ("BENCH_POSTGRES_URL", POSTGRES, f"postgresql+{d}") for d in ("asyncpg", "psycopg")}
+SERVERS["asyncmy"] = ("BENCH_MYSQL_URL", MYSQL, "mysql+asyncmy")
 ALL_DIALECTS = tuple(SERVERS)
 # the column order of every table: the floor first, the main contender second
 ALL_CONTENDERS = ("raw", "sqlsession", "sqlsession-engine", "sqlspec", "advanced-alchemy", "FileStore")

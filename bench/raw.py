@@ -1,11 +1,6 @@
-"""The floor: each driver running by hand, in autocommit, the statements ``SQLStore`` runs on its table.
-
-One store for every driver, driven by a table of how each runs a statement and returns rows, and of its
-parameter marks: the statements the store compiles for that dialect (upsert; ``UPDATE ... RETURNING``
-renewal, or on MariaDB a ``SELECT`` and a compare-and-set ``UPDATE``), the same parameters (namespace
-bytes, SHA-256 of the key, expiry in microseconds) and nothing else: no checks, no error mapping. A lone
-caller always gets the same connection (LIFO); concurrent ones up to ``size``, like the others' pools.
-"""
+"""The floor: each driver running by hand, in autocommit, the statements ``SQLStore`` compiles for it, with
+the same parameters, and nothing else; one store for every driver, driven by a table of how each runs a
+statement and returns rows and of its parameter marks. A lone caller always gets the same connection."""
 
 from __future__ import annotations
 

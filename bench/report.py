@@ -168,10 +168,6 @@ def _one_line(text: str) -> str:
     return text if len(text) <= 300 else text[:299] + "…"
 
 
-def _label(name: str) -> str:
-    return LABELS.get(name, name)
-
-
 def database(results: dict[str, Any], dialect: str) -> str:
     """``PostgreSQL (asyncpg)``, ``MariaDB (asyncmy)``...: the server and the driver of a dialect."""
     server, asked = DATABASES.get(dialect, dialect), results["meta"]["servers"].get("MariaDB/MySQL", "")
@@ -213,7 +209,7 @@ def _summary(results: dict[str, Any], shape: str, keys: list[Any], share: str) -
                 row.append(_fmt(value) + (f" ({share.format(value / raw)})" if name in WAYS and raw else ""))
         rows.append(row)
     head = ["value", "tasks"] if shape == "concurrent" else ["operation"]
-    return _table(["database", *head, *map(_label, tried)], rows)
+    return _table(["database", *head, *(LABELS.get(n, n) for n in tried)], rows)
 
 
 def _scale(results: dict[str, Any]) -> str:
@@ -250,10 +246,10 @@ def _problems(results: dict[str, Any]) -> str:
         for name, info in group.get("contenders", {}).items():
             if info["status"] != "ok":
                 how = "not run here: {}." if info["status"] == "unavailable" else "failed: `{}`"
-                lines.append(f"- {where}, {_label(name)}: " + how.format(_one_line(info["detail"])))
+                lines.append(f"- {where}, {LABELS.get(name, name)}: " + how.format(_one_line(info["detail"])))
         for name, count in group.get("misses", {}).items():
             if count:
-                lines.append(f"- {where}, {_label(name)}: {count} reads did not return the value written.")
+                lines.append(f"- {where}, {LABELS.get(name, name)}: {count} reads missed the value written.")
     for dialect, part in results.get("scale", {}).items():
         if "error" in part:
             where, error = database(results, dialect), _one_line(part["error"])
@@ -266,7 +262,8 @@ def _figures(results: dict[str, Any], dialect: str, group: dict[str, Any]) -> st
     """Every figure of one database, and each store's ÷ `SQLStore.with_url`'s."""
     ran = set(group.get("sequential", {})) | set(group.get("concurrent", {}))
     names = [n for n in ALL_CONTENDERS if n in ran]
-    ok = [f"**{_label(n)}**: {i['detail']}" for n, i in group["contenders"].items() if i["status"] == "ok"]
+    ok = [(n, i["detail"]) for n, i in group["contenders"].items() if i["status"] == "ok"]
+    ok = [f"**{LABELS.get(n, n)}**: {detail}" for n, detail in ok]
     out = f"### {database(results, dialect)}\n\nStores: {'; '.join(ok)}.\n\n"
     for title, shape, form in zip(TITLES.split("\n|"), SHAPES, FORMS, strict=True):
         if group.get(shape):
@@ -278,7 +275,7 @@ def _figures(results: dict[str, Any], dialect: str, group: dict[str, Any]) -> st
                 cells = [_figure(group, shape, n, key) for n in columns]
                 rows.append(labels + [_ratio(mine, c) if versus else _fmt(c, form) for c in cells])
             heads = ["operation", "value"] if shape == "sequential" else ["value", "tasks"]
-            heads += [("÷ " if versus else "") + _label(n) for n in columns]
+            heads += [("÷ " if versus else "") + LABELS.get(n, n) for n in columns]
             out += title + "\n\n" + _table(heads, rows)
     return out
 
@@ -352,14 +349,15 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
             values = [_figure(g, "concurrent", name, (size, n_tasks)) or 0.0 for g in groups.values()]
             xs = [x + (i - (len(names) - 1) / 2) * width for x in range(len(groups))]
             edge = "black" if name == MAIN else None
-            ax.bar(xs, values, width, label=_label(name), color=plt.get_cmap("tab10")(i), edgecolor=edge)
+            color, label = plt.get_cmap("tab10")(i), LABELS.get(name, name)
+            ax.bar(xs, values, width, label=label, color=color, edgecolor=edge)
             for x, value, group in zip(xs, values, groups.values(), strict=True):
                 status = group["contenders"].get(name, {}).get("status")
                 if not value and status in ("error", "unavailable"):
                     text = "failed" if status == "error" else "n/a"
                     ax.text(x, 0, text, rotation=90, fontsize=7, ha="center", va="bottom")
         ax.set_xticks(range(len(groups)), ticks, fontsize=8)
-        ax.set_title(f"session mix, {size_label(size)} values, {n_tasks} task{'s' if n_tasks > 1 else ''}")
+        ax.set_title(f"session mix, {size_label(size)} values, {n_tasks} task" + "s" * (n_tasks > 1))
         ax.set_ylabel("operations per second")
         ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:,.0f}"))
         ax.grid(axis="y", alpha=0.3)

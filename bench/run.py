@@ -1,9 +1,5 @@
-"""``python -m bench [--quick] [--dialects ...] [--rows ...]``: run the benchmark and print its page.
-
-A full run (no ``--quick``) also rewrites ``docs/benchmarks.md`` and ``docs/benchmarks.png``; ``--quick``
-shrinks every count and writes no document unless ``--docs-dir`` is given. The exit status is 0 whatever
-the figures say.
-"""
+"""``python -m bench``: run the benchmark and print its page; a full run (no ``--quick``) also rewrites
+``docs/benchmarks.md`` and ``docs/benchmarks.png``. The exit status is 0 whatever the figures say."""
 
 from __future__ import annotations
 

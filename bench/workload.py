@@ -1,15 +1,6 @@
-"""The shapes of a run, each interleaved over several contenders so that machine drift cancels out.
-
-- :func:`sequential`: one task; per round, operation and value size, each contender in turn (the order
-  rotates every round) makes ``batch`` calls, each timed alone; round 0 is a warm-up.
-- :func:`concurrent`: ``tasks`` tasks run a session mix (70% ``get`` with renewal, 25% ``set``, 5%
-  ``delete``) on shared keys for ``seconds``; each contender in turn, every round.
-- :func:`run_scale`: the sequential shape of ``SQLStore.with_url`` alone on tables of each size of
-  ``rows`` (filled server-side, one ``INSERT ... SELECT`` per chunk), then ``delete_expired()`` on the
-  largest with ``get`` calls timed while it runs. The stores' clock is shifted: the filler rows expire
-  in one day (on the largest table, half of them in thirty), the working keys in seven; for
-  ``delete_expired()`` the clock moves two days on.
-"""
+"""The shapes of a run, each interleaved over the contenders so that machine drift hits them alike:
+:func:`sequential` (one task, each call timed alone), :func:`concurrent` (a session mix from several tasks)
+and :func:`run_scale` (``SQLStore.with_url`` alone on large tables, and ``delete_expired()`` on them)."""
 
 from __future__ import annotations
 
