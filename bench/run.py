@@ -90,19 +90,15 @@ def _sh(*args: str) -> str:
 
 
 def machine() -> dict[str, Any]:
-    lscpu = {
-        name.strip(): value.strip()
-        for name, _, value in (x.partition(":") for x in _sh("lscpu").splitlines())
-    }
+    lines = [line.split(":", 1) for line in _sh("lscpu").splitlines() if ":" in line]
+    lscpu = {name.strip(): value.strip() for name, value in lines}
     memory = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0]) / 1024 / 1024
     out = {"cpu": lscpu.get("Model name", platform.processor()), "nproc": _sh("nproc") or str(os.cpu_count())}
     out |= {"cores_per_socket": lscpu.get("Core(s) per socket", "?"), "memory_gib": round(memory, 1)}
     out |= {"threads_per_core": lscpu.get("Thread(s) per core", "?"), "kernel": platform.release()}
     out |= {"hypervisor": lscpu.get("Hypervisor vendor", ""), "sqlite": sqlite3.sqlite_version}
-    return out | {
-        "os": _sh("sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"),
-        "python": sys.version.split()[0],
-    }
+    out["os"] = _sh("sh", "-c", ". /etc/os-release && echo $PRETTY_NAME")
+    return out | {"python": sys.version.split()[0]}
 
 
 def busy_processes() -> dict[str, Any]:
