@@ -1,6 +1,2 @@
-"""Benchmark harness of sqlsession (issue 4): ``python -m bench --help``.
-
-Not part of the package: it measures ``SQLStore`` next to the raw drivers, sqlspec's and
-advanced-alchemy's Litestar stores, Litestar's ``FileStore`` and ``RedisStore``, and writes
-``docs/benchmarks.md`` and ``docs/benchmarks.png``.
-"""
+"""The benchmark of sqlsession (``python -m bench --help``); not part of the package. It writes
+``docs/benchmarks.md`` and ``docs/benchmarks.png``."""

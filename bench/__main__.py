@@ -1,4 +1,4 @@
-"""``python -m bench``: run the benchmark (see ``bench/run.py``)."""
+"""``python -m bench``: see ``bench/run.py``."""
 
 from bench.run import main
 

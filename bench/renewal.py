@@ -1,21 +1,9 @@
 """What renewal costs with ``renew_threshold``: ``python -m bench.renewal [--dialects ...] [--rounds N]``.
 
-A session read on every request: ``get(key, renew_for=3600)`` of a 512-byte value, many times in
-a row, against a plain ``get(key)`` of the same key. Three stores made by ``SQLStore.with_url`` on
-one fresh table per dialect, run in interleaved rounds (a burst of noise hits them alike):
-
-- ``get``: no renewal (the floor);
-- ``renew t=0.1``: ``renew_threshold=0.1``: the expiry is only written once it has fallen more
-  than 360 s behind, i.e. once per 6 minutes of a session's life, so a read-per-request session
-  costs a read (``SELECT value, expires_at``);
-- ``renew t=0``: the default, Litestar's semantics: every renewal writes (``UPDATE ... RETURNING``,
-  or ``SELECT`` and compare-and-set on MySQL/MariaDB).
-
-Each store reads keys of its own (the writes of ``renew t=0`` leave new row versions behind, which
-must not slow the others' reads), and the order of the stores changes every round (seeded).
-
-Prints the median microseconds per call and the ratio to ``get``; the target of ``renew t=0.1`` is
-at most 1.10.
+``get(key, renew_for=3600)`` of a 512-byte session read on every request, next to a plain ``get``:
+stores of ``SQLStore.with_url`` on one table, keys of their own, interleaved in a seeded order. ``renew
+t=0.1`` writes the expiry once it is 360 s behind (target: at most 1.10x ``get``); ``renew t=0`` (the
+default, Litestar's) writes it every time. Prints the median microseconds per call and the ratio.
 """
 
 from __future__ import annotations
@@ -24,56 +12,37 @@ import argparse
 import asyncio
 import random
 import statistics
-import tempfile
 import time
 import uuid
-from pathlib import Path
-
-from sqlalchemy.engine import URL
+from typing import Any
 
 from sqlsession import SQLStore
 
-from .settings import ALL_DIALECTS, dialect_url, reachable
+from .contenders import ALL_DIALECTS, tool_urls
 
-RENEW_FOR = 3600
-VALUE = b"s" * 512
-KEYS = 32
+RENEW_FOR, VALUE, KEYS = 3600, b"s" * 512, 32
+THRESHOLDS = {"get": 0.0, "renew t=0.1": 0.1, "renew t=0": 0.0}  # renew_threshold of each store
 
 
-async def _measure(url: URL, rounds: int, batch: int) -> dict[str, float]:
-    table = f"bench_renewal_{uuid.uuid4().hex[:8]}"
+async def _measure(url: Any, rounds: int, batch: int) -> list[float]:
+    table, rng = f"bench_renewal_{uuid.uuid4().hex[:8]}", random.Random(5)
     stores = {
-        "get": SQLStore.with_url(url, table_name=table),
-        "renew t=0.1": SQLStore.with_url(url, table_name=table, renew_threshold=0.1),
-        "renew t=0": SQLStore.with_url(url, table_name=table),
+        name: SQLStore.with_url(url, table_name=table, renew_threshold=t) for name, t in THRESHOLDS.items()
     }
-    first = stores["get"]
+    first, samples = stores["get"], {name: [] for name in stores}
+    keys = {name: [f"{name}-{i}" for i in range(KEYS)] for name in stores}
     async with first.engine.begin() as conn:
         await conn.run_sync(first.table.metadata.create_all)
-    keys = {name: [f"{name}-{i}" for i in range(KEYS)] for name in stores}
-    rng = random.Random(5)
     try:
-        for name in stores:
-            for key in keys[name]:
-                await first.set(key, VALUE, expires_in=RENEW_FOR)
-
-        async def one(name: str) -> float:
-            store, own = stores[name], keys[name]
-            renew_for = None if name == "get" else RENEW_FOR
-            start = time.perf_counter()
-            for i in range(batch):
-                await store.get(own[i % KEYS], renew_for=renew_for)
-            return (time.perf_counter() - start) / batch
-
-        samples: dict[str, list[float]] = {name: [] for name in stores}
-        for round_ in range(rounds + 1):
-            order = list(stores)
-            rng.shuffle(order)
-            for name in order:
-                elapsed = await one(name)
-                if round_:  # round 0 warms up
-                    samples[name].append(elapsed)
-        return {name: statistics.median(values) * 1e6 for name, values in samples.items()}
+        for key in [key for own in keys.values() for key in own]:
+            await first.set(key, VALUE, expires_in=RENEW_FOR)
+        for round_no in range(rounds + 1):  # round 0 warms up
+            for name in rng.sample(list(stores), len(stores)):
+                start, renew_for = time.perf_counter(), None if name == "get" else RENEW_FOR
+                for i in range(batch):
+                    await stores[name].get(keys[name][i % KEYS], renew_for=renew_for)
+                samples[name] += [(time.perf_counter() - start) / batch * 1e6] if round_no else []
+        return [statistics.median(values) for values in samples.values()]
     finally:
         async with first.engine.begin() as conn:
             await conn.run_sync(first.table.metadata.drop_all)
@@ -88,20 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=100, help="calls per store per round (default 100)")
     args = parser.parse_args(argv)
     print(f"{'dialect':<10} {'get':>9} {'renew t=0.1':>12} {'ratio':>6} {'renew t=0':>10} {'ratio':>6}")
-    with tempfile.TemporaryDirectory() as tmp:
-        for dialect in args.dialects.split(","):
-            url = dialect_url(dialect, Path(tmp) / f"{dialect}.db")
-            port = 5432 if url.drivername.startswith("postgresql") else 3306
-            reason = None if dialect == "sqlite" else reachable(url, port)
-            if reason is not None:
-                print(f"{dialect:<10} skipped: {reason}")
-                continue
-            us = asyncio.run(_measure(url, args.rounds, args.batch))
-            base = us["get"]
-            print(
-                f"{dialect:<10} {base:>7.0f}us {us['renew t=0.1']:>10.0f}us {us['renew t=0.1'] / base:>5.2f}x"
-                f" {us['renew t=0']:>8.0f}us {us['renew t=0'] / base:>5.2f}x"
-            )
+    for dialect, url, reason in tool_urls(args.dialects):
+        if url:
+            g, a, b = asyncio.run(_measure(url, args.rounds, args.batch))
+            print(f"{dialect:<10} {g:>7.0f}us {a:>10.0f}us {a / g:>5.2f}x {b:>8.0f}us {b / g:>5.2f}x")
+        else:
+            print(f"{dialect:<10} skipped: {reason}")
     return 0
 
 

@@ -1,20 +1,17 @@
-"""Command line of the benchmark: ``python -m bench [--quick] [--dialects ...] [--rows ...]``.
-
-A full run (no ``--quick``) prints the tables and the PASS/FAIL of every target and rewrites
-``docs/benchmarks.md`` and ``docs/benchmarks.png``. ``--quick`` shrinks every count and writes no
-document unless ``--docs-dir`` is given. Benchmarks are not tests: the exit status is 0 whatever the
-figures say.
-"""
+"""``python -m bench``: run the benchmark and print its page; a full run (no ``--quick``) also rewrites
+``docs/benchmarks.md`` and ``docs/benchmarks.png``. The exit status is 0 whatever the figures say."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import json
+import os
+import platform
 import shutil
-import signal
+import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,33 +20,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import report, sysinfo
-from .contenders import Contender, Unavailable, drop_leftovers, open_contender
-from .scale import run_scale
-from .settings import ALL_CONTENDERS, ALL_DIALECTS, Settings, server_reason
-from .workload import Interrupted, concurrent, latency_summary, request_stop, sequential
+from sqlalchemy.ext.asyncio import create_async_engine
 
-__all__ = ("main", "run")
+from . import contenders as c
+from . import report
+from .workload import concurrent, run_scale, sequential, why
 
 REPO = Path(__file__).resolve().parent.parent
-RETRY_PAUSE_S = 15
-FOREIGN_LIMIT = 0.1  # cores used by other processes on average, above which the document says so
-
-QUICK = {
-    "batch": 20,
-    "rounds": 3,
-    "seconds": 0.4,
-    "conc_rounds": 1,
-    "keys": 200,
-    "rows": (1_000, 20_000),
-    "scale_keys": 32,
-    "scale_rounds": 3,
+FOREIGN_LIMIT = 0.1  # cores used by other processes on average, above which the page says so
+QUICK = {"batch": 20, "rounds": 3, "seconds": 0.4, "conc_rounds": 1, "keys": 200, "rows": (1_000, 20_000)}
+QUICK |= {"scale_keys": 32, "scale_rounds": 3}
+PACKAGES = "sqlsession SQLAlchemy litestar aiosqlite asyncpg psycopg psycopg-binary asyncmy sqlspec "
+PACKAGES += "advanced-alchemy redis matplotlib"
+OUTPUTS = ("--json", "--note", "--docs-dir")  # where the results go: not in the command the page shows
+SERVER_PROCESSES = ("postgres", "mariadbd", "mysqld", "redis-server")
+SHOW = {  # the server settings the page shows
+    "PostgreSQL": "SHOW {}|shared_buffers synchronous_commit max_connections",
+    "MariaDB/MySQL": "SHOW VARIABLES LIKE '{}'|innodb_buffer_pool_size innodb_flush_log_at_trx_commit",
 }
-
-
-def _interrupt() -> None:
-    _log("interrupted: stopping at the next step and dropping what the run created")
-    request_stop()
 
 
 def _log(message: str) -> None:
@@ -60,299 +48,210 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
 
 
-def _names(text: str, allowed: Sequence[str], what: str) -> tuple[str, ...]:
-    names = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = [name for name in names if name not in allowed]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown {what}: {', '.join(unknown)} (known: {', '.join(allowed)})"
-        )
+def _names(known: Sequence[str]) -> Any:
+    def names(text: str) -> tuple[str, ...]:
+        names = tuple(part.strip() for part in text.split(",") if part.strip())
+        if unknown := [name for name in names if name not in known]:
+            raise argparse.ArgumentTypeError(f"unknown: {', '.join(unknown)} (known: {', '.join(known)})")
+        return names
+
     return names
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny counts, for a check that it runs")
-    parser.add_argument(
-        "--dialects",
-        type=lambda text: _names(text, ALL_DIALECTS, "dialect"),
-        default=ALL_DIALECTS,
-        help=f"comma-separated, of {','.join(ALL_DIALECTS)} (default: all)",
-    )
-    parser.add_argument(
-        "--contenders",
-        type=lambda text: _names(text, ALL_CONTENDERS, "contender"),
-        default=ALL_CONTENDERS,
-        help=f"comma-separated, of {','.join(ALL_CONTENDERS)} (default: all)",
-    )
-    parser.add_argument(
-        "--rows",
-        type=_ints,
-        default=None,
-        help=(
-            "table sizes of the scale part, e.g. 1000,2000000 (default; --quick: 1000,20000); "
-            "the largest is half expiring, half live; 0 skips it"
-        ),
-    )
-    parser.add_argument("--no-scale", action="store_true", help="skip the scale part")
-    parser.add_argument("--only-scale", action="store_true", help="run the scale part alone")
-    parser.add_argument("--sizes", type=_ints, default=None, help="value sizes in bytes (default 512,16384)")
-    parser.add_argument("--batch", type=int, default=None, help="calls per contender, operation and round")
-    parser.add_argument("--rounds", type=int, default=None, help="measured rounds of the sequential shape")
-    parser.add_argument(
-        "--tasks", type=_ints, default=None, help="tasks of the concurrent shape (default 1,32)"
-    )
-    parser.add_argument(
-        "--seconds", type=float, default=None, help="seconds per contender per concurrent round"
-    )
-    parser.add_argument("--conc-rounds", type=int, default=None, help="rounds of the concurrent shape")
-    parser.add_argument("--keys", type=int, default=None, help="keys of the concurrent mix")
-    parser.add_argument(
-        "--pool-size", type=int, default=None, help="connections per SQL contender (default 10)"
-    )
-    parser.add_argument(
-        "--retries",
-        type=int,
-        default=1,
-        help="re-run a dialect's group (or its scale part) this many times when it looks disturbed: server "
-        "unreachable, or two or more contenders failing (e.g. a server restart); default 1",
-    )
-    parser.add_argument(
-        "--docs-dir", type=Path, default=None, help="write benchmarks.md and benchmarks.png here"
-    )
-    parser.add_argument("--no-docs", action="store_true", help="write no document (default for --quick)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the raw results as JSON here")
-    parser.add_argument(
-        "--note", default="", help="a note for the document (e.g. what else ran on the machine)"
-    )
+    add, dialects, contenders = parser.add_argument, c.ALL_DIALECTS, c.ALL_CONTENDERS
+    add("--quick", action="store_true", help="tiny counts, for a check that it runs")
+    add("--dialects", type=_names(dialects), default=dialects, help=f"of {','.join(dialects)}")
+    add("--contenders", type=_names(contenders), default=contenders, help=f"of {','.join(contenders)}")
+    add("--sizes", type=_ints, help="value sizes in bytes (default 512,16384)")
+    add("--batch", type=int, help="calls per contender, operation and round")
+    add("--rounds", type=int, help="measured rounds of the sequential shape")
+    add("--tasks", type=_ints, help="tasks of the concurrent shape (default 1,32)")
+    add("--seconds", type=float, help="seconds per contender per concurrent round")
+    add("--conc-rounds", type=int, help="rounds of the concurrent shape")
+    add("--keys", type=int, help="keys of the concurrent mix")
+    add("--pool-size", type=int, help="connections per SQL contender (default 10)")
+    add("--rows", type=_ints, help="table sizes of the scale part (default 1000,2000000); 0 skips it")
+    add("--no-scale", action="store_true", help="skip the scale part")
+    add("--only-scale", action="store_true", help="run the scale part alone")
+    add("--docs-dir", type=Path, help="write benchmarks.md and benchmarks.png here")
+    add("--no-docs", action="store_true", help="write no document (default for --quick)")
+    add("--json", type=Path, help="also write the raw results as JSON here")
+    add("--note", default="", help="a note for the page (e.g. what else ran on the machine)")
     return parser.parse_args(argv)
 
 
-def build_settings(args: argparse.Namespace, workdir: Path) -> Settings:
-    values: dict[str, Any] = dict(QUICK) if args.quick else {}
-    for name in ("batch", "rounds", "seconds", "conc_rounds", "keys", "pool_size", "sizes", "tasks", "rows"):
-        given = getattr(args, name)
-        if given is not None:
-            values[name] = given
-    if args.no_scale or values.get("rows") == (0,):
-        values["rows"] = ()
-    return Settings(dialects=args.dialects, contenders=args.contenders, workdir=workdir, **values)
+def _sh(*args: str) -> str:
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
 
-def _cells(latencies: Any) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
-    for (name, op, size), samples in latencies.samples.items():
-        out.setdefault(name, {}).setdefault(op, {})[str(size)] = latency_summary(samples)
+def machine() -> dict[str, Any]:
+    lines = [line.split(":", 1) for line in _sh("lscpu").splitlines() if ":" in line]
+    lscpu = {name.strip(): value.strip() for name, value in lines}
+    memory = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0]) / 1024 / 1024
+    out = {"cpu": lscpu.get("Model name", platform.processor()), "nproc": _sh("nproc") or str(os.cpu_count())}
+    out |= {"cores_per_socket": lscpu.get("Core(s) per socket", "?"), "memory_gib": round(memory, 1)}
+    out |= {"threads_per_core": lscpu.get("Thread(s) per core", "?"), "kernel": platform.release()}
+    out |= {"hypervisor": lscpu.get("Hypervisor vendor", ""), "sqlite": sqlite3.sqlite_version}
+    out["os"] = _sh("sh", "-c", ". /etc/os-release && echo $PRETTY_NAME")
+    return out | {"python": sys.version.split()[0]}
+
+
+def busy_processes() -> dict[str, Any]:
+    """Load average and other busy processes: was the machine quiet?"""
+    ps = _sh("ps", "-eo", "pid,pcpu,comm", "--sort=-pcpu", "--no-headers").splitlines()[:12]
+    rows = [line.split(None, 2) for line in ps]
+    busy = [f"{comm} ({cpu}% CPU)" for pid, cpu, comm in rows if int(pid) != os.getpid() and float(cpu) >= 5]
+    return {"loadavg": [round(x, 2) for x in os.getloadavg()], "busy": busy}
+
+
+def cpu_snapshot() -> dict[str, float]:
+    """CPU seconds so far: the whole machine (busy), this process, and the database servers."""
+    tick, servers = os.sysconf("SC_CLK_TCK"), 0.0
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, Path("/proc/stat").read_text().split()[1:8])
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().startswith(SERVER_PROCESSES):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                servers += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            continue
+    busy, own = (user + nice + system + irq + softirq) / tick, os.times()
+    return {"busy": busy, "own": own.user + own.system, "servers": servers, "wall": time.monotonic()}
+
+
+async def servers(settings: c.Settings) -> dict[str, str]:
+    """Server versions and settings, asked over the drivers (only those of the selected dialects)."""
+    out: dict[str, str] = {}
+    for dialect in settings.dialects:
+        label = {"asyncpg": "PostgreSQL", "psycopg": "PostgreSQL", "asyncmy": "MariaDB/MySQL"}.get(dialect)
+        if label is None or label in out or c.server_reason(dialect) is not None:
+            continue
+        engine, (query, names) = create_async_engine(c.dialect_url(dialect)), SHOW[label].split("|")
+        try:
+            async with engine.connect() as conn:
+                out[label] = str((await conn.exec_driver_sql("SELECT version()")).scalar_one())
+                for name in names.split():
+                    out[label] += f"; {name}={(await conn.exec_driver_sql(query.format(name))).all()[0][-1]}"
+        except Exception as error:
+            out[label] = f"? ({why(error)})"
+        finally:
+            await engine.dispose()
+    if "RedisStore" in settings.contenders:
+        try:
+            import redis
+
+            with redis.Redis.from_url(settings.redis_url) as client:
+                out["Redis"] = str(client.info("server").get("redis_version", "?"))
+        except Exception as error:
+            out["Redis"] = f"unavailable ({why(error)})"
     return out
 
 
-async def _group(dialect: str, settings: Settings) -> dict[str, Any]:
+async def _group(dialect: str, s: c.Settings) -> dict[str, Any]:
     """Every contender of one dialect, interleaved: the sequential shape, then the concurrent one."""
-    reason = server_reason(dialect)
-    if reason is not None:
+    if (reason := c.server_reason(dialect)) is not None:
         _log(f"{dialect}: server unreachable: {reason}")
         return {"available": False, "reason": f"server unreachable: {reason}"}
-    group: dict[str, Any] = {"available": True, "contenders": {}}
-    opened: list[Contender] = []
+    infos: dict[str, dict[str, str]] = {}
+    group, opened = {"available": True, "contenders": infos}, []
     try:
-        for name in settings.contenders:
+        for name in s.contenders:
             try:
-                contender = await open_contender(name, dialect, settings)
-            except Unavailable as error:
-                group["contenders"][name] = {"status": "unavailable", "detail": str(error)}
-                _log(f"{dialect}: {name} unavailable: {error}")
-                continue
+                opened.append(await c.open_contender(name, dialect, s))
+                infos[name] = {"status": "ok", "detail": opened[-1].note}
             except Exception as error:
-                group["contenders"][name] = {"status": "error", "detail": f"{type(error).__name__}: {error}"}
-                _log(f"{dialect}: {name} failed to open: {type(error).__name__}: {error}")
-                continue
-            opened.append(contender)
-            group["contenders"][name] = {"status": "ok", "detail": contender.note}
-        if not opened:
-            return group
-        _log(f"{dialect}: sequential shape, {', '.join(c.name for c in opened)}")
-        latencies = await sequential(
-            opened,
-            sizes=settings.sizes,
-            batch=settings.batch,
-            rounds=settings.rounds,
-            expires_in=settings.expires_in,
-        )
-        group["sequential"] = _cells(latencies)
-        group["misses"] = latencies.misses
-        _log(f"{dialect}: concurrent shape")
-        throughput = await concurrent(
-            [c for c in opened if c.name not in latencies.errors],
-            sizes=settings.sizes,
-            tasks=settings.tasks,
-            seconds=settings.seconds,
-            rounds=settings.conc_rounds,
-            keys=settings.keys,
-            expires_in=settings.expires_in,
-        )
-        conc: dict[str, dict[str, dict[str, float]]] = {}
-        for (name, size, tasks), value in throughput.ops_per_s.items():
-            conc.setdefault(name, {}).setdefault(str(size), {})[str(tasks)] = value
-        group["concurrent"] = conc
-        cpu: dict[str, dict[str, dict[str, float]]] = {}
-        for (name, size, tasks), value in throughput.client_cpu.items():
-            cpu.setdefault(name, {}).setdefault(str(size), {})[str(tasks)] = value
-        group["client_cpu"] = cpu
-        for name, message in {**throughput.errors, **latencies.errors}.items():
-            group["contenders"][name] = {"status": "error", "detail": message}
-            _log(f"{dialect}: {name} failed: {message}")
+                unavailable = isinstance(error, c.Unavailable)
+                infos[name] = {"status": "unavailable" if unavailable else "error"}
+                infos[name]["detail"] = str(error) if unavailable else why(error)
+                _log(f"{dialect}: {name} {infos[name]['status']}: {infos[name]['detail']}")
+        if opened:
+            _log(f"{dialect}: sequential shape, {', '.join(contender.name for contender in opened)}")
+            seq = await sequential(opened, s.sizes, s.batch, s.rounds, s.expires_in)
+            group["sequential"], group["misses"], errors = seq
+            _log(f"{dialect}: concurrent shape")
+            group["concurrent"], group["client_cpu"] = await concurrent(opened, s, errors)
+            for name, message in errors.items():
+                infos[name] = {"status": "error", "detail": message}
+                _log(f"{dialect}: {name} failed: {message}")
     finally:
         for contender in opened:
             try:
                 await contender.close()
             except Exception as error:
-                _log(f"{dialect}: closing {contender.name} failed: {type(error).__name__}: {error}")
+                _log(f"{dialect}: closing {contender.name} failed: {why(error)}")
+        await c.drop_tables()
     return group
 
 
-async def _measure_all(
-    results: dict[str, Any], settings: Settings, *, only_scale: bool, retries: int
-) -> None:
-    """The groups of every dialect, then the scale part, into ``results``."""
-    for dialect in settings.dialects:
-        if only_scale:
-            reason = server_reason(dialect)
-            results["groups"][dialect] = {
-                "available": reason is None,
-                "reason": f"server unreachable: {reason}",
-            }
-            continue
-        for attempt in range(retries + 1):
-            group = await _group(dialect, settings)
-            group["attempts"] = attempt + 1
-            failed = [name for name, info in group.get("contenders", {}).items() if info["status"] == "error"]
-            if (group["available"] and len(failed) < 2) or attempt == retries:
-                break
-            why = "server unreachable" if not group["available"] else f"{', '.join(failed)} failed"
-            _log(f"{dialect}: disturbed ({why}); the group runs again in {RETRY_PAUSE_S} s")
-            await asyncio.sleep(RETRY_PAUSE_S)
-        results["groups"][dialect] = group
-    if settings.rows and "sqlsession" in settings.contenders:
-        results["scale"] = {}
-        for dialect in settings.dialects:
-            if not results["groups"][dialect].get("available"):
-                continue
-            for attempt in range(retries + 1):
-                _log(f"{dialect}: scale part, rows {', '.join(f'{n:,}' for n in settings.rows)}")
-                try:
-                    results["scale"][dialect] = await run_scale(dialect, settings, _log)
-                    break
-                except Exception as error:
-                    _log(f"{dialect}: scale part failed: {type(error).__name__}: {error}")
-                    results["scale"][dialect] = {"error": f"{type(error).__name__}: {error}"}
-                if attempt < retries:
-                    await asyncio.sleep(RETRY_PAUSE_S)
-
-
-async def run(
-    settings: Settings, command: str, *, only_scale: bool = False, retries: int = 1
-) -> dict[str, Any]:
+async def run(s: c.Settings, command: str, only_scale: bool = False) -> dict[str, Any]:
     """Everything one run measures, as a JSON-ready dict."""
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, _interrupt)
-    started = time.perf_counter()
-    results: dict[str, Any] = {
-        "meta": {
-            "command": command,
-            "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": sysinfo.machine(),
-            "packages": sysinfo.packages(),
-            "revision": sysinfo.git_revision(REPO),
-            "load_before": sysinfo.busy_processes(),
-            "cpu_before": sysinfo.cpu_snapshot(),
-        },
-        "settings": {
-            key: (str(value) if isinstance(value, Path) else value)
-            for key, value in dataclasses.asdict(settings).items()
-        },
-        "groups": {},
-    }
-    results["meta"]["servers"] = await sysinfo.servers(settings)
-    try:
-        await _measure_all(results, settings, only_scale=only_scale, retries=retries)
-    finally:
-        dropped = await drop_leftovers()
-        if dropped:
-            _log(f"dropped tables left behind by a disturbed contender: {', '.join(dropped)}")
-    results["meta"]["load_after"] = sysinfo.busy_processes()
-    results["meta"]["foreign_cores"] = sysinfo.foreign_load(
-        results["meta"].pop("cpu_before"), sysinfo.cpu_snapshot()
-    )
-    results["meta"]["duration_s"] = time.perf_counter() - started
+    started, cpu_before, groups, scale = time.perf_counter(), cpu_snapshot(), {}, {}
+    revision = _sh("git", "-C", str(REPO), "rev-parse", "--short", "HEAD") or "?"
+    if _sh("git", "-C", str(REPO), "status", "--porcelain", "--", "sqlsession"):
+        revision += " + uncommitted changes in sqlsession/"
+    meta = {"command": command, "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    meta |= {"machine": machine(), "packages": {name: c.version_of(name) for name in PACKAGES.split()}}
+    meta |= {"revision": revision, "load_before": busy_processes(), "servers": await servers(s)}
+    plain = {key: str(value) if key == "workdir" else value for key, value in dataclasses.asdict(s).items()}
+    for dialect in s.dialects:
+        reason = c.server_reason(dialect)
+        unreachable = {"available": reason is None, "reason": f"server unreachable: {reason}"}
+        groups[dialect] = unreachable if only_scale else await _group(dialect, s)
+    results = {"meta": meta, "settings": plain, "groups": groups}
+    if s.rows and "sqlsession" in s.contenders:
+        results["scale"] = scale
+    for dialect in [d for d in s.dialects if groups[d]["available"]] if "scale" in results else ():
+        _log(f"{dialect}: scale part, rows {', '.join(f'{n:,}' for n in s.rows)}")
+        try:
+            scale[dialect] = await run_scale(dialect, s, _log)
+        except Exception as error:
+            _log(f"{dialect}: scale part failed: {why(error)}")
+            scale[dialect] = {"error": why(error)}
+        finally:
+            await c.drop_tables()
+    before, after = cpu_before, cpu_snapshot()
+    used = {key: after[key] - before[key] for key in before}  # cores used by others than this and the servers
+    meta["foreign_cores"] = max(used["busy"] - used["own"] - used["servers"], 0.0) / max(used["wall"], 1e-9)
+    meta |= {"load_after": busy_processes(), "duration_s": time.perf_counter() - started}
     return results
-
-
-def _disturbed(results: dict[str, Any], note: str) -> str:
-    foreign = results["meta"].get("foreign_cores", 0.0)
-    parts = [note] if note else []
-    retried = [d for d, g in results["groups"].items() if g.get("attempts", 1) > 1]
-    if foreign > FOREIGN_LIMIT:
-        parts.append(
-            f"other work was running on this machine during the run: processes other than the benchmark and "
-            f"the database servers used {foreign * 100:.0f}% of a core on average (the servers may have "
-            "served other clients too); the figures are noisier than on a quiet machine"
-        )
-    if retried:
-        parts.append(f"the groups of {', '.join(retried)} were re-run after a disturbance (server restart?)")
-    return "; ".join(parts)
-
-
-def _measuring(given: Sequence[str]) -> list[str]:
-    """The arguments that change what is measured (not where results go): the re-run command."""
-    out: list[str] = []
-    skip = False
-    for arg in given:
-        if skip:
-            skip = False
-            continue
-        if arg in ("--json", "--note", "--docs-dir"):
-            skip = True
-            continue
-        if arg.startswith(("--json=", "--note=", "--docs-dir=")):
-            continue
-        out.append(arg)
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    given = list(sys.argv[1:] if argv is None else argv)
-    command = " ".join(["python -m bench", *_measuring(given)])
+    given, shown = list(sys.argv[1:] if argv is None else argv), ["python -m bench"]
+    for before, arg in zip([None, *given], given, strict=False):  # what changes the figures
+        if before not in OUTPUTS and not arg.startswith(OUTPUTS):
+            shown.append(arg)
+    counts = ("sizes", "batch", "rounds", "tasks", "seconds", "conc_rounds", "keys", "pool_size", "rows")
+    values: dict[str, Any] = dict(QUICK) if args.quick else {}
+    values |= {name: getattr(args, name) for name in counts if getattr(args, name) is not None}
+    if args.no_scale or values.get("rows") == (0,):
+        values["rows"] = ()
     workdir = Path(tempfile.mkdtemp(prefix="sqlsession-bench-"))
     try:
-        settings = build_settings(args, workdir)
+        settings = c.Settings(dialects=args.dialects, contenders=args.contenders, workdir=workdir, **values)
         _log(f"benchmark: dialects {', '.join(settings.dialects)}; working files in {workdir}")
-        results = asyncio.run(run(settings, command, only_scale=args.only_scale, retries=args.retries))
-    except Interrupted:
-        _log("interrupted: no report written")
-        return 130
+        results = asyncio.run(run(settings, " ".join(shown), args.only_scale))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    results["meta"]["disturbed_note"] = _disturbed(results, args.note)
-    # the document words its noise section from these; the JSON keeps the one-line summary above
-    results["meta"]["note"] = args.note
-    results["meta"]["foreign_limit"] = FOREIGN_LIMIT
-    print("\n".join(report.text_report(results)))
+    results["meta"] |= {"note": args.note, "foreign_limit": FOREIGN_LIMIT}
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1, default=str))
-    docs_dir = args.docs_dir
-    if docs_dir is None and not args.quick and not args.no_docs:
-        docs_dir = REPO / "docs"
-    if docs_dir is not None and not args.no_docs:
+    docs_dir, chart = None if args.no_docs else args.docs_dir or (None if args.quick else REPO / "docs"), None
+    if docs_dir is not None:
         docs_dir.mkdir(parents=True, exist_ok=True)
-        png = docs_dir / "benchmarks.png"
-        problem = report.chart(results, png)
-        if problem:
-            _log(f"no chart: {problem}")
-        (docs_dir / "benchmarks.md").write_text(report.markdown(results, None if problem else png.name))
-        _log(f"wrote {docs_dir / 'benchmarks.md'}" + ("" if problem else f" and {png}"))
+        problem = report.chart(results, docs_dir / "benchmarks.png")
+        chart = None if problem else "benchmarks.png"
+        _log(f"no chart: {problem}" if problem else f"wrote {docs_dir / 'benchmarks.png'}")
+    print(page := report.markdown(results, chart))
+    if docs_dir is not None:
+        (docs_dir / "benchmarks.md").write_text(page)
+        _log(f"wrote {docs_dir / 'benchmarks.md'}")
     _log(f"done in {results['meta']['duration_s'] / 60:.1f} min")
     return 0

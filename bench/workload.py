@@ -1,68 +1,26 @@
-"""The two shapes, run interleaved over several contenders so that machine drift cancels out.
-
-- :func:`sequential`: one task. Per round, per operation and value size, each contender in turn
-  (the order rotates every round) makes ``batch`` calls, each timed alone; round 0 is a warm-up.
-- :func:`concurrent`: ``tasks`` tasks run a session mix (70% ``get`` with renewal, 25% ``set``,
-  5% ``delete``) on a shared set of keys for ``seconds``; each contender in turn, every round.
-"""
+"""The shapes of a run, each interleaved over the contenders so that machine drift hits them alike:
+:func:`sequential` (one task, each call timed alone), :func:`concurrent` (a session mix from several tasks)
+and :func:`run_scale` (``SQLStore.with_url`` alone on large tables, and ``delete_expired()`` on them)."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import os
 import random
 import secrets
 import statistics
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from .contenders import Contender, KVStore
-from .settings import OPS
+from sqlalchemy.ext.asyncio import create_async_engine
 
-__all__ = (
-    "ConcurrentResult",
-    "Interrupted",
-    "Latencies",
-    "check_stop",
-    "concurrent",
-    "latency_summary",
-    "request_stop",
-    "sequential",
-    "session_keys",
-)
+from .contenders import OPS, Contender, Settings, open_contender
 
-
-class Interrupted(BaseException):
-    """Ctrl-C or SIGTERM: every loop of the run stops at its next step, and cleans up."""
-
-
-_stop = [False]
-
-
-def request_stop() -> None:
-    """Ask every loop to stop (from a signal handler)."""
-    _stop[0] = True
-
-
-def check_stop() -> None:
-    """Raise :class:`Interrupted` if a stop was asked for."""
-    if _stop[0]:
-        raise Interrupted
-
-
-# one key of the sequential shape: (contender, operation, value size)
-CellKey = tuple[str, str, int]
-
-
-@dataclass
-class Latencies:
-    """Nanosecond latencies per cell, and how many reads missed a key that must be there."""
-
-    samples: dict[CellKey, list[int]] = field(default_factory=dict)
-    misses: dict[str, int] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
+Cells = dict[str, dict[str, dict[str, Any]]]  # contender -> operation or size -> size or tasks -> figure
+_DAY, _US = 86_400, 1_000_000
 
 
 def session_keys(count: int, tag: str = "") -> list[str]:
@@ -72,283 +30,246 @@ def session_keys(count: int, tag: str = "") -> list[str]:
 
 def latency_summary(samples: Sequence[int]) -> dict[str, float]:
     """Median and p99 in microseconds, and the sample count."""
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else float("nan")
-    median = statistics.median(ordered) if ordered else float("nan")
-    return {"median_us": median / 1000, "p99_us": p99 / 1000, "n": float(len(ordered))}
+    ordered, nan = sorted(samples), float("nan")
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1000 if ordered else nan
+    median = statistics.median(ordered) / 1000 if ordered else nan
+    return {"median_us": median, "p99_us": p99, "n": float(len(ordered))}
+
+
+def op_call(store: Any, op: str, value: bytes, expires_in: int) -> Any:
+    """One call of operation ``op`` (of :data:`OPS`) on a key."""
+    if op == "set":
+        return lambda key: store.set(key, value, expires_in)
+    return (lambda key: store.get(key, expires_in)) if op == "get_renew" else getattr(store, op)
+
+
+def why(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def _rotated(items: Sequence[Contender], shift: int) -> list[Contender]:
-    shift %= len(items)
+    shift %= max(len(items), 1)
     return [*items[shift:], *items[:shift]]
 
 
-async def _timed(store: KVStore, op: str, keys: Sequence[str], value: bytes, expires_in: int) -> list[int]:
-    """One batch of one operation; each call timed alone (``perf_counter_ns``)."""
-    clock = time.perf_counter_ns
-    out: list[int] = []
-    append = out.append
-    if op == "set":
-        for key in keys:
-            start = clock()
-            await store.set(key, value, expires_in)
-            append(clock() - start)
-    elif op == "get":
-        for key in keys:
-            start = clock()
-            await store.get(key)
-            append(clock() - start)
-    elif op == "get_renew":
-        for key in keys:
-            start = clock()
-            await store.get(key, expires_in)
-            append(clock() - start)
-    elif op == "exists":
-        for key in keys:
-            start = clock()
-            await store.exists(key)
-            append(clock() - start)
-    elif op == "delete":
-        for key in keys:
-            start = clock()
-            await store.delete(key)
-            append(clock() - start)
-    else:  # pragma: no cover
-        raise ValueError(op)
-    return out
-
-
-async def _check_present(store: KVStore, keys: Sequence[str], expected: bytes) -> int:
-    """How many of ``keys`` do not read back as ``expected`` (must be 0: else the figures lie)."""
-    missing = 0
-    for key in keys[:3]:
-        if await store.get(key) != expected:
-            missing += 1
-    return missing
-
-
 async def sequential(
-    contenders: Sequence[Contender],
-    *,
-    sizes: Sequence[int],
-    batch: int,
-    rounds: int,
-    expires_in: int,
-    ops: Sequence[str] = OPS,
-    keys: Sequence[str] | None = None,
-) -> Latencies:
-    """Median/p99 material for every (contender, op, size), interleaved in ``rounds`` rounds."""
-    result = Latencies()
+    contenders: Sequence[Contender], sizes: Any, batch: int, rounds: int, expires_in: int, keys: Any = ()
+) -> tuple[Cells, dict[str, int], dict[str, str]]:
+    """Median/p99 of every (contender, op, size), interleaved in ``rounds`` rounds; per contender the
+    reads that missed a key that must be there (must be 0: else the figures lie); errors."""
+    samples: dict[tuple[str, str, str], list[int]] = {}
+    misses, errors, clock = {c.name: 0 for c in contenders}, {}, time.perf_counter_ns
     values = {size: os.urandom(size) for size in sizes}
     # the keys read, renewed and overwritten: present in every contender, one set per size
-    live = {size: list(keys[:batch]) if keys else session_keys(batch) for size in sizes}
-    active = list(contenders)
-    for contender in contenders:
-        result.misses[contender.name] = 0
+    live = {size: [f"{key}{size}" for key in (keys[:batch] or session_keys(batch))] for size in sizes}
+    for contender, size in itertools.product(contenders, sizes):
         try:
-            for size in sizes:
-                for key in live[size]:
-                    await contender.store.set(f"{key}{size}", values[size], expires_in)
+            for key in live[size] if contender.name not in errors else ():
+                await contender.store.set(key, values[size], expires_in)
         except Exception as error:
-            result.errors[contender.name] = f"{type(error).__name__}: {error}"
-            active.remove(contender)
-    # long-lived objects out of the collector's way: the collection before each batch stays cheap
-    gc.collect()
+            errors[contender.name] = why(error)
+    active = [c for c in contenders if c.name not in errors]
+    gc.collect()  # long-lived objects out of the collector's way: the collections below stay cheap
     gc.freeze()
     try:
-        await _rounds(result, active, ops, sizes, values, live, batch, rounds, expires_in)
+        for round_no, (op_no, op), size in itertools.product(range(rounds + 1), enumerate(OPS), sizes):
+            for contender in [c for c in _rotated(active, round_no + op_no) if c.name not in errors]:
+                store, value, batch_keys = contender.store, values[size], live[size]
+                try:
+                    if op == "delete":  # rows that exist (a miss would skip the write): set, untimed
+                        batch_keys = session_keys(batch, "d")
+                        for key in batch_keys:
+                            await store.set(key, value, expires_in)
+                    gc.collect()
+                    call, timed = op_call(store, op, value, expires_in), []
+                    for key in batch_keys:
+                        start = clock()
+                        await call(key)
+                        timed.append(clock() - start)
+                    if round_no:
+                        samples.setdefault((contender.name, op, str(size)), []).extend(timed)
+                    if op in ("get", "get_renew", "exists") and round_no in (0, rounds):
+                        got = [await store.get(key) for key in live[size][:3]]
+                        misses[contender.name] += len(got) - got.count(value)
+                except Exception as error:
+                    errors[contender.name] = why(error)
     finally:
         gc.unfreeze()
-    return result
+    cells: Cells = {}
+    for (name, op, size), latencies in samples.items():
+        cells.setdefault(name, {}).setdefault(op, {})[size] = latency_summary(latencies)
+    return cells, misses, errors
 
 
-async def _rounds(
-    result: Latencies,
-    active: Sequence[Contender],
-    ops: Sequence[str],
-    sizes: Sequence[int],
-    values: dict[int, bytes],
-    live: dict[int, list[str]],
-    batch: int,
-    rounds: int,
-    expires_in: int,
-) -> None:
-    for round_no in range(rounds + 1):
-        for op in ops:
-            for size in sizes:
-                value = values[size]
-                for contender in _rotated(active, round_no + ops.index(op)):
-                    check_stop()
-                    if contender.name in result.errors:
-                        continue
-                    try:
-                        await _cell(
-                            result, contender, op, size, value, live[size], batch, expires_in, round_no
-                        )
-                        if op in ("get", "get_renew", "exists") and round_no in (0, rounds):
-                            keys_now = [f"{key}{size}" for key in live[size]]
-                            result.misses[contender.name] += await _check_present(
-                                contender.store, keys_now, value
-                            )
-                    except Exception as error:
-                        result.errors[contender.name] = f"{type(error).__name__}: {error}"
-
-
-async def _cell(
-    result: Latencies,
-    contender: Contender,
-    op: str,
-    size: int,
-    value: bytes,
-    live: Sequence[str],
-    batch: int,
-    expires_in: int,
-    round_no: int,
-) -> None:
-    store = contender.store
-    if op == "delete":
-        # delete rows that exist (a miss would skip the write): set them first, untimed
-        batch_keys = session_keys(batch, "d")
-        for key in batch_keys:
-            await store.set(key, value, expires_in)
-    else:
-        batch_keys = [f"{key}{size}" for key in live]
-    gc.collect()
-    latencies = await _timed(store, op, batch_keys, value, expires_in)
-    if round_no:
-        result.samples.setdefault((contender.name, op, size), []).extend(latencies)
-
-
-@dataclass
-class ConcurrentResult:
-    """Operations per second per (contender, size, tasks), over all rounds; and errors seen."""
-
-    ops_per_s: dict[tuple[str, int, int], float] = field(default_factory=dict)
-    # CPU time of this process (all threads) per second of the run: near 1.0 = the client is the
-    # bottleneck (one core of Python), well below = waiting on the server
-    client_cpu: dict[tuple[str, int, int], float] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-
-
-def _schedule(length: int, keys: int, seed: int) -> list[tuple[int, int]]:
-    """The mix as (operation, key index): 0 = get with renewal (70%), 1 = set (25%), 2 = delete (5%)."""
-    rng = random.Random(seed)
-    ops = rng.choices((0, 1, 2), weights=(70, 25, 5), k=length)
-    return [(op, rng.randrange(keys)) for op in ops]
-
-
-async def _mix_worker(
-    store: KVStore,
-    schedule: Sequence[tuple[int, int]],
-    start: int,
-    keys: Sequence[str],
-    value: bytes,
-    expires_in: int,
-    deadline: float,
-) -> int:
-    done = 0
-    position = start
-    length = len(schedule)
-    clock = time.perf_counter
-    stop = _stop
-    while clock() < deadline and not stop[0]:
-        op, index = schedule[position]
-        position = position + 1 if position + 1 < length else 0
-        if op == 0:
-            await store.get(keys[index], expires_in)
-        elif op == 1:
-            await store.set(keys[index], value, expires_in)
-        else:
-            await store.delete(keys[index])
-        done += 1
-    return done
-
-
-async def _mix(
-    store: KVStore, tasks: int, seconds: float, keys: Sequence[str], value: bytes, expires_in: int
-) -> tuple[int, float, float]:
+async def _mix(store: Any, tasks: int, seconds: float, keys: Any, value: bytes, expires_in: int) -> Any:
     """Run the mix; return (operations done, seconds, client CPU seconds)."""
-    schedule = _schedule(20_000, len(keys), seed=4)
-    step = len(schedule) // max(tasks, 1)
-    cpu = time.process_time()
-    started = time.perf_counter()
+    rng = random.Random(4)  # the mix as (operation, key): 0 = get with renewal, 1 = set, 2 = delete
+    mix = rng.choices((0, 1, 2), weights=(70, 25, 5), k=20_000)
+    schedule = [(op, rng.randrange(len(keys))) for op in mix]
+    cpu, started = time.process_time(), time.perf_counter()
     deadline = started + seconds
-    counts = await asyncio.gather(
-        *(_mix_worker(store, schedule, i * step, keys, value, expires_in, deadline) for i in range(tasks))
-    )
+
+    async def worker(position: int) -> int:
+        done, clock, length = 0, time.perf_counter, len(schedule)
+        while clock() < deadline:
+            op, index = schedule[position]
+            position = position + 1 if position + 1 < length else 0
+            if op == 0:
+                await store.get(keys[index], expires_in)
+            elif op == 1:
+                await store.set(keys[index], value, expires_in)
+            else:
+                await store.delete(keys[index])
+            done += 1
+        return done
+
+    counts = await asyncio.gather(*(worker(i * (len(schedule) // tasks)) for i in range(tasks)))
     return sum(counts), time.perf_counter() - started, time.process_time() - cpu
 
 
 async def concurrent(
-    contenders: Sequence[Contender],
-    *,
-    sizes: Sequence[int],
-    tasks: Sequence[int],
-    seconds: float,
-    rounds: int,
-    keys: int,
-    expires_in: int,
-) -> ConcurrentResult:
-    """Throughput of the session mix, per contender, size and number of tasks."""
-    result = ConcurrentResult()
-    key_list = session_keys(keys, "c")
-    values = {size: os.urandom(size) for size in sizes}
-    totals: dict[tuple[str, int, int], tuple[int, float, float]] = {}
-    active = list(contenders)
-    for size in sizes:
-        value = values[size]
-        for contender in list(active):
-            check_stop()
+    contenders: Sequence[Contender], s: Settings, errors: dict[str, str]
+) -> tuple[Cells, Cells]:
+    """Operations per second of the session mix per contender, size and number of tasks; and the CPU
+    time of this process (all threads) per second of it: near 1.0, the client is the bottleneck (one
+    core of Python); well below, it waits on the server. Adds the contenders that fail to ``errors``."""
+    keys, ops, cpu, totals = session_keys(s.keys, "c"), {}, {}, {}
+    for size, value in [(size, os.urandom(size)) for size in s.sizes]:
+        for c in [c for c in contenders if c.name not in errors]:
             try:
-                for key in key_list:
-                    await contender.store.set(key, value, expires_in)
-                await _mix(
-                    contender.store, max(tasks), min(seconds, 0.3), key_list, value, expires_in
-                )  # warm-up
+                for key in keys:
+                    await c.store.set(key, value, s.expires_in)
+                await _mix(c.store, max(s.tasks), min(s.seconds, 0.3), keys, value, s.expires_in)  # warm-up
             except Exception as error:
-                result.errors[contender.name] = f"{type(error).__name__}: {error}"
-                active.remove(contender)
+                errors[c.name] = why(error)
+        active = [c for c in contenders if c.name not in errors]
         gc.collect()
         gc.freeze()
         try:
-            await _mix_rounds(
-                result, totals, active, size, value, tasks, seconds, rounds, key_list, expires_in
-            )
+            for round_no, tasks in itertools.product(range(s.conc_rounds), s.tasks):
+                for c in [c for c in _rotated(active, round_no) if c.name not in errors]:
+                    gc.collect()
+                    try:
+                        done = await _mix(c.store, tasks, s.seconds, keys, value, s.expires_in)
+                    except Exception as error:
+                        errors[c.name] = why(error)
+                        continue
+                    total = totals.setdefault((c.name, str(size), str(tasks)), [0, 0.0, 0.0])
+                    total[:] = [a + b for a, b in zip(total, done, strict=True)]
         finally:
             gc.unfreeze()
-    for cell, (done, elapsed, cpu) in totals.items():
-        if cell[0] not in result.errors:
-            result.ops_per_s[cell] = done / elapsed if elapsed else 0.0
-            result.client_cpu[cell] = cpu / elapsed if elapsed else 0.0
-    return result
+    for (name, size, tasks), (done, elapsed, used) in totals.items():
+        if name not in errors:
+            ops.setdefault(name, {}).setdefault(size, {})[tasks] = done / elapsed
+            cpu.setdefault(name, {}).setdefault(size, {})[tasks] = used / elapsed
+    return ops, cpu
 
 
-async def _mix_rounds(
-    result: ConcurrentResult,
-    totals: dict[tuple[str, int, int], tuple[int, float, float]],
-    active: Sequence[Contender],
-    size: int,
-    value: bytes,
-    tasks: Sequence[int],
-    seconds: float,
-    rounds: int,
-    key_list: Sequence[str],
-    expires_in: int,
-) -> None:
-    for round_no in range(rounds):
-        for n_tasks in tasks:
-            for contender in _rotated(active, round_no):
-                check_stop()
-                if contender.name in result.errors:
-                    continue
-                gc.collect()
-                try:
-                    done, elapsed, cpu = await _mix(
-                        contender.store, n_tasks, seconds, key_list, value, expires_in
-                    )
-                except Exception as error:
-                    result.errors[contender.name] = f"{type(error).__name__}: {error}"
-                    continue
-                cell = (contender.name, size, n_tasks)
-                previous = totals.get(cell, (0, 0.0, 0.0))
-                totals[cell] = (previous[0] + done, previous[1] + elapsed, previous[2] + cpu)
+# per backend: a fill of ``{rows}`` rows; at most this many rows per statement; the statistics statement
+_FILL = {
+    "postgresql": "INSERT INTO {table} (namespace, key_hash, value, expires_at) "
+    "SELECT decode('{ns}', 'hex'), uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()), "
+    "decode('{value}', 'hex'), {expires} FROM generate_series(1, {rows})",
+    "mysql": "INSERT INTO {table} (namespace, key_hash, value, expires_at) "
+    "SELECT X'{ns}', RANDOM_BYTES(32), X'{value}', {expires} FROM seq_1_to_{rows}",
+    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows}) "
+    "INSERT INTO {table} (namespace, key_hash, value, expires_at) "
+    "SELECT X'{ns}', randomblob(32), X'{value}', {expires} FROM c",
+}
+_CHUNK = {"mysql": 100_000, "sqlite": 250_000}
+_ANALYZE = {"postgresql": "VACUUM (ANALYZE) ", "mysql": "ANALYZE TABLE "}
+
+
+async def bulk_load(store: Any, n: int, value_bytes: int, expires_at: int) -> tuple[float, int]:
+    """Add ``n`` rows to the store's table fast; return (seconds, rows in the table)."""
+    table, url = store.table.name, store.engine.url
+    backend = url.get_backend_name()
+    template, chunk, analyze = _FILL[backend], _CHUNK.get(backend, 10**9), _ANALYZE.get(backend, "ANALYZE ")
+    # only literals we made: hex and integers
+    fields = {"{table}": table, "{ns}": store._ns.hex(), "{value}": os.urandom(value_bytes).hex()}
+    engine, started = create_async_engine(url, isolation_level="AUTOCOMMIT"), time.perf_counter()
+    try:
+        async with engine.connect() as conn:
+            for first in range(0, n, chunk):
+                sql = template.replace("{rows}", str(min(n - first, chunk))).replace(
+                    "{expires}", str(expires_at)
+                )
+                for name, literal in fields.items():
+                    sql = sql.replace(name, literal)
+                await conn.exec_driver_sql(sql)
+            await conn.exec_driver_sql(analyze + table)  # fresh statistics, as a maintained table has
+            loaded = time.perf_counter() - started
+            count = (await conn.exec_driver_sql("SELECT count(*) FROM " + table)).scalar_one()  # noqa: S608
+    finally:
+        await engine.dispose()
+    return loaded, int(count)
+
+
+async def _gets_while(store: Any, keys: Sequence[str], settings: Settings, work: Callable[[], Any]) -> Any:
+    """Run ``work`` while tasks ``get`` keys at a steady pace, like requests arriving; return its
+    result, its seconds and the latencies of the gets."""
+    stop, latencies, tasks = asyncio.Event(), [], settings.delete_get_tasks
+    interval = tasks / settings.delete_get_rate
+
+    async def getter(index: int) -> None:
+        due = time.perf_counter()
+        while not stop.is_set():
+            start = time.perf_counter_ns()
+            await store.get(keys[index % len(keys)])
+            latencies.append(time.perf_counter_ns() - start)
+            index, due = index + 7, due + interval
+            if (pause := due - time.perf_counter()) <= 0:
+                due = time.perf_counter()  # fell behind: no burst to catch up
+            await asyncio.sleep(max(pause, 0))
+
+    getters = [asyncio.create_task(getter(i)) for i in range(tasks)]
+    await asyncio.sleep(0.05)  # the getters are running before the work starts
+    started = time.perf_counter()
+    try:
+        result = await work()
+    finally:
+        elapsed = time.perf_counter() - started
+        stop.set()
+        await asyncio.gather(*getters)
+    return result, elapsed, latencies
+
+
+async def run_scale(dialect: str, s: Settings, log: Callable[[str], None]) -> dict[str, Any]:
+    """The scale part for one dialect: see the module docstring."""
+    shift, sizes, working, stores = [0.0], sorted(set(s.rows)), session_keys(s.scale_keys, "w"), []
+    out: dict[str, Any] = {"rows": {}, "value_bytes": 512, "fill_value_bytes": s.fill_value_bytes}
+    clock = lambda: time.time() + shift[0]  # noqa: E731
+    try:
+        for n in sizes:
+            stores.append(await open_contender("sqlsession", dialect, s, f"scale_{n}", clock=clock))
+            stores[-1].name, fill = f"{n:,} rows", max(n - s.scale_keys, 0)
+            # the largest table: half its rows expire before delete_expired() runs, half stay live
+            live, seconds = fill // 2 if n == sizes[-1] and len(sizes) > 1 else 0, 0.0
+            for rows, days in ((fill - live, 1), (live, 30)):
+                expires_at = round((time.time() + days * _DAY) * _US)
+                took, count = await bulk_load(stores[-1].store, rows, s.fill_value_bytes, expires_at)
+                seconds += took
+            log(f"  {dialect}: loaded {fill:,} rows ({live:,} of them live at cleanup) in {seconds:.1f} s")
+            out["rows"][str(n)] = {"filled": fill, "expiring": fill - live, "live": live, "load_s": seconds}
+            out["rows"][str(n)]["table_rows_after_load"] = count
+        cells, misses, errors = await sequential(
+            stores, (512,), s.scale_keys, s.scale_rounds, 7 * _DAY, working
+        )
+        for n, name in [(n, c.name) for n, c in zip(sizes, stores, strict=True)]:
+            ops = {op: cell["512"] for op, cell in cells.get(name, {}).items()}
+            out["rows"][str(n)] |= {"ops": ops, "misses": misses[name]}
+            out["rows"][str(n)] |= {"error": errors[name]} if name in errors else {}
+        big, read_keys = stores[-1].store, [f"{key}512" for key in working]
+        _, _, baseline = await _gets_while(big, read_keys, s, lambda: asyncio.sleep(2.0))
+        shift[0] = 2 * _DAY
+        log(f"  {dialect}: delete_expired() on {sizes[-1]:,} rows ...")
+        deleted, seconds, during = await _gets_while(big, read_keys, s, big.delete_expired)
+        out["delete_expired"] = {"rows": sizes[-1], "deleted": deleted, "seconds": seconds}
+        out["delete_expired"] |= {"get_tasks": s.delete_get_tasks, "get_rate": s.delete_get_rate}
+        out["delete_expired"] |= {"baseline": latency_summary(baseline), "during": latency_summary(during)}
+        out["delete_expired"]["working_keys_still_readable"] = await big.exists(read_keys[0])
+        log(f"  {dialect}: deleted {deleted:,} rows in {seconds:.1f} s")
+    finally:
+        for contender in stores:
+            await contender.close()
+    return out
