@@ -1,7 +1,8 @@
 """How a store runs its statements: one executor for every engine, on the engine's own pool.
 
 Each call checks a connection out of the engine's pool (so ``pool_size``, ``max_overflow``,
-``pool_timeout``, ``pool_pre_ping``, ``pool_recycle`` and the pool's events keep their meaning),
+``pool_timeout``, ``pool_pre_ping``, ``pool_recycle`` and the pool's events keep their meaning):
+synchronously when an open connection waits in the pool, else in a task of its own. It
 runs the statement, compiled once for the dialect, on the driver's own connection in autocommit
 (one round trip; an implicit transaction the driver opened is committed at once), and checks the
 connection back in. When the engine has cursor-execute listeners or ``echo``, the statement runs
@@ -41,7 +42,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.engine import URL, Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, MissingGreenlet
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import Pool, PoolProxiedConnection, QueuePool
@@ -162,6 +163,7 @@ class Executor:
     __slots__ = (
         "breaker",
         "checkin_commits",
+        "checkout_is_local",
         "closing",
         "engine",
         "idle",
@@ -183,6 +185,10 @@ class Executor:
         self.runner = _dialects.driver_runner(engine.dialect)
         # a pool that commits on the way in does I/O there: never checked in synchronously
         self.checkin_commits = getattr(self.pool, "_reset_on_return", None) is reset_commit
+        # a checkout from a queue of connections, with no pre-ping (I/O), can be done synchronously
+        self.checkout_is_local = isinstance(self.pool, QueuePool) and not getattr(
+            self.pool, "_pre_ping", True
+        )
         # connections kept checked out between calls, per event loop
         self.keep = keep if isinstance(self.pool, QueuePool) else 0
         self.idle: dict[asyncio.AbstractEventLoop, list[PoolProxiedConnection]] = {}
@@ -368,7 +374,11 @@ class Executor:
         try:
             while True:
                 try:
-                    lease = await self._connect()
+                    # synchronously only when no other call of ours waits for the pool (first come,
+                    # first served)
+                    lease = (self._checkout_now() if self.waiting[loop] == 1 else None) or (
+                        await self._connect()
+                    )
                 except Exception as error:
                     raise self._failed(error) from _driver_error(error)
                 owner = _dialects.connection_loop(lease.driver_connection)
@@ -385,6 +395,19 @@ class Executor:
                 self._drop(lease)
         finally:
             self.waiting[loop] -= 1
+
+    def _checkout_now(self) -> PoolProxiedConnection | None:
+        """The connection waiting in the pool, checked out without awaiting (so that nothing can
+        interrupt it) when that takes no I/O; ``None`` when it would (no connection waiting, one
+        the pool must reconnect, a pre-ping, checkout listeners): the caller then checks out in a
+        task of its own. Saves the task and its event loop turns (a third of a call's CPU)."""
+        pool = self.pool
+        if not self.checkout_is_local or pool.dispatch.checkout or not _next_checkout_is_open(pool):
+            return None
+        try:
+            return pool.connect()
+        except MissingGreenlet:  # it needed I/O after all: SQLAlchemy raises before any, taking nothing
+            return None
 
     async def _connect(self) -> PoolProxiedConnection:
         """Check a connection out of the pool, in a task of its own: a checkout may take I/O (a new
@@ -475,6 +498,23 @@ class Executor:
             other_loops = any(self.idle.values())
             # connections made on another event loop cannot be closed from this one
             await self.engine.dispose(close=not other_loops)
+
+
+def _next_checkout_is_open(pool: Pool) -> bool:
+    """Whether the connection a checkout of ``pool`` takes next is open and need not be replaced
+    (SQLAlchemy's own test in ``_ConnectionRecord.get_connection``, read from the pool's private
+    state: a queue of connection records; any other shape of it reads as ``False``)."""
+    try:
+        waiting = pool._pool._queue._queue  # type: ignore[attr-defined]
+        record = waiting[-1] if pool._pool.use_lifo else waiting[0]  # type: ignore[attr-defined]
+        return bool(
+            record.dbapi_connection is not None
+            and pool._recycle < 0
+            and pool._invalidate_time <= record.starttime
+            and record._soft_invalidate_time <= record.starttime
+        )
+    except (AttributeError, IndexError, TypeError):
+        return False
 
 
 def _checkin_clean(lease: PoolProxiedConnection) -> None:

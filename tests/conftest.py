@@ -146,7 +146,8 @@ async def store(make_store: Callable[..., SQLStore]) -> AsyncIterator[SQLStore]:
 
 # -- a run that leaks fails: connections left to the garbage collector, pending tasks destroyed ------
 
-_LEAK_SIGNS = ("non-checked-in connection", "Task was destroyed but it is pending")
+# a coroutine never awaited: a connect (or other I/O) that was started and dropped
+_LEAK_SIGNS = ("non-checked-in connection", "Task was destroyed but it is pending", "was never awaited")
 _leaks: list[str] = []
 _current_test = ["outside a test"]
 
