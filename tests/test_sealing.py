@@ -9,6 +9,7 @@ import sys
 import zlib
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -489,8 +490,6 @@ async def test_reseal_command_without_keys_or_compression_is_an_error(
 
 def test_reseal_is_a_litestar_command(tmp_path: Path) -> None:
     import click
-
-    from sqlsession import SQLStorePlugin
 
     cli = click.Group("litestar")
     SQLStorePlugin(url=f"sqlite:///{tmp_path / 'x.db'}").on_cli_init(cli)
