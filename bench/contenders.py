@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlsession import SQLStore, store_table
 
-from .raw import open_raw
+from .raw import PRAGMAS, RawStore, connect
 
 POSTGRES, MYSQL = "postgresql://postgres@127.0.0.1:5432/test", "mysql://root@127.0.0.1:3306/test"
 # dialect -> (server URL env variable or None for the embedded SQLite, default URL, async driver)
@@ -87,13 +87,13 @@ def server_reason(dialect: str) -> str | None:
     return None if dialect == "sqlite" else reachable(url, 5432 if "postgres" in url.drivername else 3306)
 
 
-def tool_urls(dialects: str) -> Iterator[tuple[str, URL | None, str | None]]:
-    """For the tools: each of ``dialects`` (comma-separated) with its URL (SQLite: a file in a temporary
-    directory) or why it cannot run here."""
+def tool_settings(dialects: str) -> Iterator[tuple[str, Settings | None, str | None]]:
+    """For the tools: each of ``dialects`` (comma-separated) with the settings of a run (SQLite: files in a
+    temporary directory), or why it cannot run here."""
     with tempfile.TemporaryDirectory() as tmp:
         for dialect in filter(None, dialects.split(",")):
             reason = server_reason(dialect)
-            yield dialect, None if reason else dialect_url(dialect, Path(tmp) / f"{dialect}.db"), reason
+            yield dialect, None if reason else Settings(workdir=Path(tmp)), reason
 
 
 def version_of(distribution: str) -> str:
@@ -136,8 +136,8 @@ def _engine(url: URL, **options: Any) -> AsyncEngine:
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        for pragma in ("busy_timeout = 15000", "journal_mode = WAL", "synchronous = NORMAL"):
-            cursor.execute("PRAGMA " + pragma)
+        for pragma in PRAGMAS:
+            cursor.execute(pragma)
         cursor.close()
 
     if url.get_backend_name() == "sqlite":
@@ -200,7 +200,9 @@ async def open_contender(name: str, dialect: str, s: Settings, file: str = "", *
             if name == "raw":
                 probe = SQLStore.with_url(url, table_name=table)  # the namespace bytes the store writes
                 probe.engine.sync_engine.dispose(close=False)  # it never connected
-                store = await open_raw(dialect, url, table, probe._ns, size)
+                store = RawStore(
+                    dialect, table, probe._ns, [await connect(dialect, url) for _ in range(size)]
+                )
                 close, note = store.close, f"{driver} alone, the store's SQL, autocommit"
             elif name == "sqlsession":  # the owned-engine fast path
                 engine_options = {"pool_size": size, "max_overflow": 0}

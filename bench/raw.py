@@ -5,13 +5,14 @@ statement and returns rows and of its parameter marks. A lone caller always gets
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import re
 import time
 from typing import Any
 
 from sqlalchemy.engine import URL
+
+from sqlsession._keys import key_digest as _digest
 
 _US = 1_000_000
 # ``{t}``: the table; ``{b}`` / ``{i}``: a bytes / an integer parameter; ``{where}``, ``{live}``: below
@@ -23,6 +24,7 @@ _WHERE = " WHERE namespace = {b} AND key_hash = {b}"
 _LIVE = _WHERE + " AND (expires_at IS NULL OR expires_at > {i})"
 _RENEW = "UPDATE {t} SET expires_at = CASE WHEN expires_at IS NULL THEN NULL ELSE {i} END"
 _RENEW += "{live} RETURNING value"
+PRAGMAS = ("PRAGMA busy_timeout = 15000", "PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL")
 # the marks of a bytes and of an integer parameter, ``{}`` its number: the casts SQLAlchemy renders
 MARKS = {"asyncpg": ("${}::BYTEA", "${}::BIGINT"), "psycopg": ("%s", "%s::BIGINT"), "asyncmy": ("%s", "%s")}
 
@@ -66,13 +68,9 @@ async def connect(dialect: str, url: URL) -> Any:
 
     # autocommit (isolation_level=None), WAL, synchronous=NORMAL: what SQLStore.with_url sets
     conn = await aiosqlite.connect(url.database or "", isolation_level=None)
-    for pragma in ("busy_timeout = 15000", "journal_mode = WAL", "synchronous = NORMAL"):
-        await conn.execute("PRAGMA " + pragma)
+    for pragma in PRAGMAS:
+        await conn.execute(pragma)
     return conn
-
-
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
 def _now() -> int:
@@ -101,50 +99,40 @@ class RawStore:
         self.renew, self.delete_sql = sql(_RENEW), sql("DELETE FROM {t}{where}")
         self.renew_cas = sql("UPDATE {t} SET expires_at = {i}{where} AND expires_at = {i}")
 
-    async def set(self, key: str, value: bytes, expires_in: int | None = None) -> None:
-        expires_at = _now() + expires_in * _US if expires_in else None
+    async def _one(self, run: Any, sql: str, args: tuple[Any, ...]) -> Any:
         conn = self.pool.get_nowait() if self.pool.qsize() else await self.pool.get()
         try:
-            await self.execute(conn, self.upsert, (self.ns, _digest(key), value, expires_at))
+            return await run(conn, sql, args)
         finally:
             self.pool.put_nowait(conn)
 
+    async def set(self, key: str, value: bytes, expires_in: int | None = None) -> None:
+        expires_at = _now() + expires_in * _US if expires_in else None
+        await self._one(self.execute, self.upsert, (self.ns, _digest(key), value, expires_at))
+
     async def get(self, key: str, renew_for: int | None = None) -> bytes | None:
         now, digest = _now(), _digest(key)
-        conn = self.pool.get_nowait() if self.pool.qsize() else await self.pool.get()
-        try:
-            if not renew_for:
-                rows = await self.fetch(conn, self.select_value, (self.ns, digest, now))
-            elif not self.mysql:
-                rows = await self.fetch(conn, self.renew, (now + renew_for * _US, self.ns, digest, now))
-            else:  # renew only the version that was read
+        if not renew_for:
+            rows = await self._one(self.fetch, self.select_value, (self.ns, digest, now))
+        elif not self.mysql:
+            rows = await self._one(self.fetch, self.renew, (now + renew_for * _US, self.ns, digest, now))
+        else:  # renew only the version that was read, on the same connection
+            conn = self.pool.get_nowait() if self.pool.qsize() else await self.pool.get()
+            try:
                 rows = await self.fetch(conn, self.select_value_expiry, (self.ns, digest, now))
                 if rows and rows[0][1] is not None:
                     args = (now + renew_for * _US, self.ns, digest, rows[0][1])
                     await self.execute(conn, self.renew_cas, args)
-        finally:
-            self.pool.put_nowait(conn)
+            finally:
+                self.pool.put_nowait(conn)
         return bytes(rows[0][0]) if rows else None
 
     async def exists(self, key: str) -> bool:
-        conn = self.pool.get_nowait() if self.pool.qsize() else await self.pool.get()
-        try:
-            return bool(await self.fetch(conn, self.select_expiry, (self.ns, _digest(key), _now())))
-        finally:
-            self.pool.put_nowait(conn)
+        return bool(await self._one(self.fetch, self.select_expiry, (self.ns, _digest(key), _now())))
 
     async def delete(self, key: str) -> None:
-        conn = self.pool.get_nowait() if self.pool.qsize() else await self.pool.get()
-        try:
-            await self.execute(conn, self.delete_sql, (self.ns, _digest(key)))
-        finally:
-            self.pool.put_nowait(conn)
+        await self._one(self.execute, self.delete_sql, (self.ns, _digest(key)))
 
     async def close(self) -> None:
         for conn in self.all:
             await (conn.ensure_closed() if self.mysql else conn.close())
-
-
-async def open_raw(dialect: str, url: URL, table: str, namespace: bytes, size: int) -> RawStore:
-    """A raw store on ``size`` connections of the driver of ``dialect`` (the table must exist)."""
-    return RawStore(dialect, table, namespace, [await connect(dialect, url) for _ in range(size)])

@@ -40,46 +40,44 @@ SHOW = {  # the server settings the page shows
 }
 
 
+def _int(text: str) -> int:
+    return int(text.replace("_", ""))
+
+
 def _log(message: str) -> None:
     print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
-
-
-def _names(known: Sequence[str]) -> Any:
-    def names(text: str) -> tuple[str, ...]:
-        names = tuple(part.strip() for part in text.split(",") if part.strip())
-        if unknown := [name for name in names if name not in known]:
-            raise argparse.ArgumentTypeError(f"unknown: {', '.join(unknown)} (known: {', '.join(known)})")
-        return names
-
-    return names
+def _list(cast: Any) -> Any:
+    return lambda text: tuple(cast(part.strip()) for part in text.split(",") if part.strip())
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    add, dialects, contenders = parser.add_argument, c.ALL_DIALECTS, c.ALL_CONTENDERS
+    add, dialects, contenders, ints = parser.add_argument, c.ALL_DIALECTS, c.ALL_CONTENDERS, _list(_int)
     add("--quick", action="store_true", help="tiny counts, for a check that it runs")
-    add("--dialects", type=_names(dialects), default=dialects, help=f"of {','.join(dialects)}")
-    add("--contenders", type=_names(contenders), default=contenders, help=f"of {','.join(contenders)}")
-    add("--sizes", type=_ints, help="value sizes in bytes (default 512,16384)")
+    add("--dialects", type=_list(str), default=dialects, help=f"of {','.join(dialects)}")
+    add("--contenders", type=_list(str), default=contenders, help=f"of {','.join(contenders)}")
+    add("--sizes", type=ints, help="value sizes in bytes (default 512,16384)")
     add("--batch", type=int, help="calls per contender, operation and round")
     add("--rounds", type=int, help="measured rounds of the sequential shape")
-    add("--tasks", type=_ints, help="tasks of the concurrent shape (default 1,32)")
+    add("--tasks", type=ints, help="tasks of the concurrent shape (default 1,32)")
     add("--seconds", type=float, help="seconds per contender per concurrent round")
     add("--conc-rounds", type=int, help="rounds of the concurrent shape")
     add("--keys", type=int, help="keys of the concurrent mix")
-    add("--pool-size", type=int, help="connections per SQL contender (default 10)")
-    add("--rows", type=_ints, help="table sizes of the scale part (default 1000,2000000); 0 skips it")
-    add("--no-scale", action="store_true", help="skip the scale part")
-    add("--only-scale", action="store_true", help="run the scale part alone")
-    add("--docs-dir", type=Path, help="write benchmarks.md and benchmarks.png here")
-    add("--no-docs", action="store_true", help="write no document (default for --quick)")
+    add("--rows", type=ints, help="table sizes of the scale part (default 1000,2000000); 0 skips it")
+    add(
+        "--docs-dir",
+        type=Path,
+        help="write benchmarks.md and benchmarks.png here (default for a full run: docs/)",
+    )
     add("--json", type=Path, help="also write the raw results as JSON here")
     add("--note", default="", help="a note for the page (e.g. what else ran on the machine)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for given, known in ((args.dialects, dialects), (args.contenders, contenders)):
+        if unknown := [name for name in given if name not in known]:
+            parser.error(f"unknown: {', '.join(unknown)} (known: {', '.join(known)})")
+    return args
 
 
 def _sh(*args: str) -> str:
@@ -188,21 +186,17 @@ async def _group(dialect: str, s: c.Settings) -> dict[str, Any]:
     return group
 
 
-async def run(s: c.Settings, command: str, only_scale: bool = False) -> dict[str, Any]:
+async def run(s: c.Settings, command: str) -> dict[str, Any]:
     """Everything one run measures, as a JSON-ready dict."""
-    started, cpu_before, groups, scale = time.perf_counter(), cpu_snapshot(), {}, {}
+    started, cpu_before, scale = time.perf_counter(), cpu_snapshot(), {}
     revision = _sh("git", "-C", str(REPO), "rev-parse", "--short", "HEAD") or "?"
     if _sh("git", "-C", str(REPO), "status", "--porcelain", "--", "sqlsession"):
         revision += " + uncommitted changes in sqlsession/"
     meta = {"command": command, "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     meta |= {"machine": machine(), "packages": {name: c.version_of(name) for name in PACKAGES.split()}}
     meta |= {"revision": revision, "load_before": busy_processes(), "servers": await servers(s)}
-    plain = {key: str(value) if key == "workdir" else value for key, value in dataclasses.asdict(s).items()}
-    for dialect in s.dialects:
-        reason = c.server_reason(dialect)
-        unreachable = {"available": reason is None, "reason": f"server unreachable: {reason}"}
-        groups[dialect] = unreachable if only_scale else await _group(dialect, s)
-    results = {"meta": meta, "settings": plain, "groups": groups}
+    groups = {dialect: await _group(dialect, s) for dialect in s.dialects}
+    results = {"meta": meta, "settings": dataclasses.asdict(s), "groups": groups}
     if s.rows and "sqlsession" in s.contenders:
         results["scale"] = scale
     for dialect in [d for d in s.dialects if groups[d]["available"]] if "scale" in results else ():
@@ -227,23 +221,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     for before, arg in zip([None, *given], given, strict=False):  # what changes the figures
         if before not in OUTPUTS and not arg.startswith(OUTPUTS):
             shown.append(arg)
-    counts = ("sizes", "batch", "rounds", "tasks", "seconds", "conc_rounds", "keys", "pool_size", "rows")
+    counts = ("sizes", "batch", "rounds", "tasks", "seconds", "conc_rounds", "keys", "rows")
     values: dict[str, Any] = dict(QUICK) if args.quick else {}
     values |= {name: getattr(args, name) for name in counts if getattr(args, name) is not None}
-    if args.no_scale or values.get("rows") == (0,):
-        values["rows"] = ()
+    values["rows"] = tuple(n for n in values.get("rows", c.Settings.rows) if n)
     workdir = Path(tempfile.mkdtemp(prefix="sqlsession-bench-"))
     try:
         settings = c.Settings(dialects=args.dialects, contenders=args.contenders, workdir=workdir, **values)
         _log(f"benchmark: dialects {', '.join(settings.dialects)}; working files in {workdir}")
-        results = asyncio.run(run(settings, " ".join(shown), args.only_scale))
+        results = asyncio.run(run(settings, " ".join(shown)))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["meta"] |= {"note": args.note, "foreign_limit": FOREIGN_LIMIT}
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1, default=str))
-    docs_dir, chart = None if args.no_docs else args.docs_dir or (None if args.quick else REPO / "docs"), None
+    docs_dir, chart = args.docs_dir or (None if args.quick else REPO / "docs"), None
     if docs_dir is not None:
         docs_dir.mkdir(parents=True, exist_ok=True)
         problem = report.chart(results, docs_dir / "benchmarks.png")
