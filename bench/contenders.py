@@ -221,18 +221,13 @@ async def _open_sqlspec(dialect: str, url: URL, table: str, size: int) -> Conten
     prefix = {"asyncpg": "Asyncpg", "psycopg": "PsycopgAsync", "asyncmy": "Asyncmy"}.get(dialect, "Aiosqlite")
     configs = importlib.import_module(f"sqlspec.adapters.{url.drivername.split('+')[1]}")
     stores = importlib.import_module(f"{configs.__name__}.litestar")
-    server = {"host": url.host or "127.0.0.1", "user": url.username, "database": url.database}
-    pool = {"min_size": size, "max_size": size}
-    if dialect == "asyncpg":
-        connection = server | {"port": url.port or 5432} | pool
-        connection |= {"password": url.password} if url.password else {}
-    elif dialect == "psycopg":
-        info = f"host={url.host} port={url.port or 5432} user={url.username} dbname={url.database}"
-        connection = {"conninfo": info + (f" password={url.password}" if url.password else "")} | pool
-    elif dialect == "asyncmy":
-        server |= {"port": url.port or 3306, "password": url.password or "", "database": url.database or ""}
-        connection = server | {"minsize": size, "maxsize": size}
-    else:  # sqlspec's pool sets WAL and synchronous=NORMAL on a file database by default
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    connection: dict[str, Any] = {"dsn": dsn, "min_size": size, "max_size": size}  # PostgreSQL
+    if dialect == "asyncmy":
+        connection = {"host": url.host or "127.0.0.1", "port": url.port or 3306, "user": url.username}
+        connection |= {"password": url.password or "", "database": url.database or ""}
+        connection |= {"minsize": size, "maxsize": size}
+    elif dialect == "sqlite":  # sqlspec's pool sets WAL and synchronous=NORMAL on a file database by default
         connection = {"database": url.database or "", "pool_size": size}
     extension = {"litestar": {"session_table": table}}
     config = getattr(configs, f"{prefix}Config")(connection_config=connection, extension_config=extension)

@@ -48,8 +48,7 @@ def why(error: BaseException) -> str:
 
 
 def _rotated(items: Sequence[Contender], shift: int) -> list[Contender]:
-    shift %= max(len(items), 1)
-    return [*items[shift:], *items[:shift]]
+    return [*items[shift % max(len(items), 1) :], *items[: shift % max(len(items), 1)]]
 
 
 async def sequential(
@@ -182,22 +181,15 @@ _ANALYZE = {"postgresql": "VACUUM (ANALYZE) ", "mysql": "ANALYZE TABLE "}
 
 async def bulk_load(store: Any, n: int, value_bytes: int, expires_at: int) -> tuple[float, int]:
     """Add ``n`` rows to the store's table fast; return (seconds, rows in the table)."""
-    table, url = store.table.name, store.engine.url
-    backend = url.get_backend_name()
-    template, chunk, analyze = _FILL[backend], _CHUNK.get(backend, 10**9), _ANALYZE.get(backend, "ANALYZE ")
-    # only literals we made: hex and integers
-    fields = {"{table}": table, "{ns}": store._ns.hex(), "{value}": os.urandom(value_bytes).hex()}
-    engine, started = create_async_engine(url, isolation_level="AUTOCOMMIT"), time.perf_counter()
+    table, url, started = store.table.name, store.engine.url, time.perf_counter()
+    backend, engine = url.get_backend_name(), create_async_engine(url, isolation_level="AUTOCOMMIT")
+    value = os.urandom(value_bytes).hex()  # only literals we made: hex and integers
+    fields = {"table": table, "ns": store._ns.hex(), "value": value, "expires": expires_at}
     try:
         async with engine.connect() as conn:
-            for first in range(0, n, chunk):
-                sql = template.replace("{rows}", str(min(n - first, chunk))).replace(
-                    "{expires}", str(expires_at)
-                )
-                for name, literal in fields.items():
-                    sql = sql.replace(name, literal)
-                await conn.exec_driver_sql(sql)
-            await conn.exec_driver_sql(analyze + table)  # fresh statistics, as a maintained table has
+            for first in range(0, n, chunk := _CHUNK.get(backend, 10**9)):
+                await conn.exec_driver_sql(_FILL[backend].format(rows=min(n - first, chunk), **fields))
+            await conn.exec_driver_sql(_ANALYZE.get(backend, "ANALYZE ") + table)  # fresh statistics
             loaded = time.perf_counter() - started
             count = (await conn.exec_driver_sql("SELECT count(*) FROM " + table)).scalar_one()  # noqa: S608
     finally:
@@ -236,7 +228,7 @@ async def _gets_while(store: Any, keys: Sequence[str], settings: Settings, work:
 
 async def run_scale(dialect: str, s: Settings, log: Callable[[str], None]) -> dict[str, Any]:
     """The scale part for one dialect: see the module docstring."""
-    shift, sizes, working, stores = [0.0], sorted(set(s.rows)), session_keys(s.scale_keys, "w"), []
+    shift, sizes, keys, stores = [0.0], sorted(set(s.rows)), session_keys(s.scale_keys, "w"), []
     out: dict[str, Any] = {"rows": {}, "value_bytes": 512, "fill_value_bytes": s.fill_value_bytes}
     clock = lambda: time.time() + shift[0]  # noqa: E731
     try:
@@ -252,14 +244,12 @@ async def run_scale(dialect: str, s: Settings, log: Callable[[str], None]) -> di
             log(f"  {dialect}: loaded {fill:,} rows ({live:,} of them live at cleanup) in {seconds:.1f} s")
             out["rows"][str(n)] = {"filled": fill, "expiring": fill - live, "live": live, "load_s": seconds}
             out["rows"][str(n)]["table_rows_after_load"] = count
-        cells, misses, errors = await sequential(
-            stores, (512,), s.scale_keys, s.scale_rounds, 7 * _DAY, working
-        )
+        cells, misses, errors = await sequential(stores, (512,), s.scale_keys, s.scale_rounds, 7 * _DAY, keys)
         for n, name in [(n, c.name) for n, c in zip(sizes, stores, strict=True)]:
             ops = {op: cell["512"] for op, cell in cells.get(name, {}).items()}
             out["rows"][str(n)] |= {"ops": ops, "misses": misses[name]}
             out["rows"][str(n)] |= {"error": errors[name]} if name in errors else {}
-        big, read_keys = stores[-1].store, [f"{key}512" for key in working]
+        big, read_keys = stores[-1].store, [f"{key}512" for key in keys]
         _, _, baseline = await _gets_while(big, read_keys, s, lambda: asyncio.sleep(2.0))
         shift[0] = 2 * _DAY
         log(f"  {dialect}: delete_expired() on {sizes[-1]:,} rows ...")
