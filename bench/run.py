@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -40,24 +41,19 @@ SHOW = {  # the server settings the page shows
 }
 
 
-def _int(text: str) -> int:
-    return int(text.replace("_", ""))
-
-
 def _log(message: str) -> None:
     print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def _list(cast: Any) -> Any:
-    return lambda text: tuple(cast(part.strip()) for part in text.split(",") if part.strip())
+    return lambda text: tuple(cast(part.strip().replace("_", "")) for part in text.split(",") if part.strip())
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    add, dialects, contenders, ints = parser.add_argument, c.ALL_DIALECTS, c.ALL_CONTENDERS, _list(_int)
+    add, dialects, ints = parser.add_argument, c.ALL_DIALECTS, _list(int)
     add("--quick", action="store_true", help="tiny counts, for a check that it runs")
     add("--dialects", type=_list(str), default=dialects, help=f"of {','.join(dialects)}")
-    add("--contenders", type=_list(str), default=contenders, help=f"of {','.join(contenders)}")
     add("--sizes", type=ints, help="value sizes in bytes (default 512,16384)")
     add("--batch", type=int, help="calls per contender, operation and round")
     add("--rounds", type=int, help="measured rounds of the sequential shape")
@@ -66,17 +62,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--conc-rounds", type=int, help="rounds of the concurrent shape")
     add("--keys", type=int, help="keys of the concurrent mix")
     add("--rows", type=ints, help="table sizes of the scale part (default 1000,2000000); 0 skips it")
-    add(
-        "--docs-dir",
-        type=Path,
-        help="write benchmarks.md and benchmarks.png here (default for a full run: docs/)",
-    )
+    add("--docs-dir", type=Path, help="write benchmarks.md and .png here (default of a full run: docs/)")
     add("--json", type=Path, help="also write the raw results as JSON here")
     add("--note", default="", help="a note for the page (e.g. what else ran on the machine)")
     args = parser.parse_args(argv)
-    for given, known in ((args.dialects, dialects), (args.contenders, contenders)):
-        if unknown := [name for name in given if name not in known]:
-            parser.error(f"unknown: {', '.join(unknown)} (known: {', '.join(known)})")
+    if unknown := [name for name in args.dialects if name not in dialects]:
+        parser.error(f"unknown: {', '.join(unknown)} (known: {', '.join(dialects)})")
     return args
 
 
@@ -137,16 +128,14 @@ async def servers(settings: c.Settings) -> dict[str, str]:
                     out[label] += f"; {name}={(await conn.exec_driver_sql(query.format(name))).all()[0][-1]}"
         except Exception as error:
             out[label] = f"? ({why(error)})"
-        finally:
-            await engine.dispose()
-    if "RedisStore" in settings.contenders:
-        try:
-            import redis
+        await engine.dispose()
+    try:
+        import redis
 
-            with redis.Redis.from_url(settings.redis_url) as client:
-                out["Redis"] = str(client.info("server").get("redis_version", "?"))
-        except Exception as error:
-            out["Redis"] = f"unavailable ({why(error)})"
+        with redis.Redis.from_url(settings.redis_url) as client:
+            out["Redis"] = str(client.info("server").get("redis_version", "?"))
+    except Exception as error:
+        out["Redis"] = f"unavailable ({why(error)})"
     return out
 
 
@@ -162,27 +151,25 @@ async def _group(dialect: str, s: c.Settings) -> dict[str, Any]:
             try:
                 opened.append(await c.open_contender(name, dialect, s))
                 infos[name] = {"status": "ok", "detail": opened[-1].note}
+            except c.Unavailable as error:
+                infos[name] = {"status": "unavailable", "detail": str(error)}
             except Exception as error:
-                unavailable = isinstance(error, c.Unavailable)
-                infos[name] = {"status": "unavailable" if unavailable else "error"}
-                infos[name]["detail"] = str(error) if unavailable else why(error)
-                _log(f"{dialect}: {name} {infos[name]['status']}: {infos[name]['detail']}")
+                infos[name] = {"status": "error", "detail": why(error)}
         if opened:
             _log(f"{dialect}: sequential shape, {', '.join(contender.name for contender in opened)}")
             seq = await sequential(opened, s.sizes, s.batch, s.rounds, s.expires_in)
             group["sequential"], group["misses"], errors = seq
             _log(f"{dialect}: concurrent shape")
             group["concurrent"], group["client_cpu"] = await concurrent(opened, s, errors)
-            for name, message in errors.items():
-                infos[name] = {"status": "error", "detail": message}
-                _log(f"{dialect}: {name} failed: {message}")
+            infos |= {name: {"status": "error", "detail": message} for name, message in errors.items()}
     finally:
         for contender in opened:
-            try:
+            with contextlib.suppress(Exception):  # a failed close() changes no figure
                 await contender.close()
-            except Exception as error:
-                _log(f"{dialect}: closing {contender.name} failed: {why(error)}")
         await c.drop_tables()
+    for name, info in infos.items():
+        if info["status"] != "ok":
+            _log(f"{dialect}: {name} {info['status']}: {info['detail']}")
     return group
 
 
@@ -227,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     values["rows"] = tuple(n for n in values.get("rows", c.Settings.rows) if n)
     workdir = Path(tempfile.mkdtemp(prefix="sqlsession-bench-"))
     try:
-        settings = c.Settings(dialects=args.dialects, contenders=args.contenders, workdir=workdir, **values)
+        settings = c.Settings(dialects=args.dialects, workdir=workdir, **values)
         _log(f"benchmark: dialects {', '.join(settings.dialects)}; working files in {workdir}")
         results = asyncio.run(run(settings, " ".join(shown)))
     finally:
