@@ -71,32 +71,6 @@ DRIVERS: dict[str, tuple[Any, Any]] = {  # how a statement runs; how it returns 
 }
 
 
-async def connect(dialect: str, url: URL) -> Any:
-    """One autocommit connection of the driver of ``dialect``."""
-    server = {"host": url.host or "127.0.0.1", "user": url.username, "password": url.password or ""}
-    if dialect == "asyncpg":
-        import asyncpg
-
-        server |= {"password": url.password, "port": url.port or 5432, "database": url.database}
-        return await asyncpg.connect(**server)
-    if dialect == "psycopg":
-        from psycopg import AsyncConnection
-
-        server |= {"port": url.port or 5432, "dbname": url.database}
-        return await AsyncConnection.connect(**server, autocommit=True)
-    if dialect == "asyncmy":
-        import asyncmy
-
-        return await asyncmy.connect(**server, port=url.port or 3306, database=url.database, autocommit=True)
-    import aiosqlite
-
-    # autocommit (isolation_level=None), WAL, synchronous=NORMAL: what SQLStore.with_url sets
-    conn = await aiosqlite.connect(url.database or "", isolation_level=None)
-    for pragma in PRAGMAS:
-        await conn.execute(pragma)
-    return conn
-
-
 def _now() -> int:
     return round(time.time() * _US)
 
@@ -107,7 +81,7 @@ class RawStore:
     driven by the tables above. A lone caller always gets the same connection."""
 
     def __init__(self, dialect: str, table: str, namespace: bytes, connections: list[Any]) -> None:
-        self.ns, self.all, (self.execute, self.fetch) = namespace, connections, DRIVERS[dialect]
+        self.ns, (self.execute, self.fetch) = namespace, DRIVERS[dialect]
         self.pool: asyncio.LifoQueue[Any] = asyncio.LifoQueue()
         for conn in connections:
             self.pool.put_nowait(conn)
@@ -158,10 +132,6 @@ class RawStore:
 
     async def delete(self, key: str) -> None:
         await self._one(self.execute, self.delete_sql, (self.ns, _digest(key)))
-
-    async def close(self) -> None:
-        for conn in self.all:
-            await (conn.ensure_closed() if self.mysql else conn.close())
 
 
 @dataclass(frozen=True)
@@ -326,12 +296,19 @@ async def open_contender(name: str, dialect: str, s: Settings, file: str = "", *
             finally:
                 await engine.dispose()
             if name == "raw":
-                probe = SQLStore.with_url(url, table_name=table)  # the namespace bytes the store writes
-                probe.engine.sync_engine.dispose(close=False)  # it never connected
-                store = RawStore(
-                    dialect, table, probe._ns, [await connect(dialect, url) for _ in range(size)]
-                )
-                close, note = store.close, f"{driver} alone, the store's SQL, autocommit"
+                # the driver's own connections, set up as SQLStore.with_url sets its own up (autocommit;
+                # SQLite: WAL, synchronous=NORMAL), and the namespace bytes the store writes
+                probe = SQLStore.with_url(url, table_name=table, engine_options={"pool_size": size})
+                held = [await probe.engine.connect() for _ in range(size)]
+                drivers = [(await conn.get_raw_connection()).driver_connection for conn in held]
+                store = RawStore(dialect, table, probe._ns, drivers)
+
+                async def close() -> None:
+                    for conn in held:
+                        await conn.close()
+                    await probe.close()
+
+                note = f"{driver} alone, the store's SQL, autocommit"
             elif name == "sqlsession":  # the owned-engine fast path
                 engine_options = {"pool_size": size, "max_overflow": 0}
                 store = SQLStore.with_url(url, table_name=table, engine_options=engine_options, **options)

@@ -328,20 +328,18 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
         return "no throughput figures"
     sizes, tasks = results["settings"]["sizes"], results["settings"]["tasks"]
     names = [n for n in ALL_CONTENDERS if any(n in g["concurrent"] for g in groups.values())]
-    ticks, width = [database(results, d).replace(" (", "\n(") for d in groups], 0.8 / len(names)
-    size = (6.5 * len(sizes), 3.8 * len(tasks))
-    fig, axes = plt.subplots(len(tasks), len(sizes), figsize=size, squeeze=False)
-    for (row, n_tasks), (col, size) in [(r, c) for r in enumerate(tasks) for c in enumerate(sizes)]:
-        ax = axes[row][col]
+    ticks = [database(results, d).replace(" (", "\n(") for d in groups]
+    width, figsize = 0.8 / len(names), (6.5 * len(sizes), 3.8 * len(tasks))
+    fig, axes = plt.subplots(len(tasks), len(sizes), figsize=figsize, squeeze=False)
+    for ax, (n_tasks, size) in zip(axes.flat, [(t, z) for t in tasks for z in sizes], strict=True):
         for i, name in enumerate(names):
             values = [_figure(g, "concurrent", name, (size, n_tasks)) or 0.0 for g in groups.values()]
             xs = [x + (i - (len(names) - 1) / 2) * width for x in range(len(groups))]
-            edge = "black" if name == MAIN else None
-            color, label = plt.get_cmap("tab10")(i), LABELS.get(name, name)
-            ax.bar(xs, values, width, label=label, color=color, edgecolor=edge)
+            edge, label = "black" if name == MAIN else None, LABELS.get(name, name)
+            ax.bar(xs, values, width, label=label, color=plt.get_cmap("tab10")(i), edgecolor=edge)
             for x, value, group in zip(xs, values, groups.values(), strict=True):
                 status = group["contenders"].get(name, {}).get("status")
-                if not value and status in ("error", "unavailable"):
+                if not value and status in ("error", "unavailable"):  # a bar of 0: say why
                     text = "failed" if status == "error" else "n/a"
                     ax.text(x, 0, text, rotation=90, fontsize=7, ha="center", va="bottom")
         ax.set_xticks(range(len(groups)), ticks, fontsize=8)

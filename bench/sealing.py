@@ -24,10 +24,8 @@ SIZES = {"512 B": 512, "16 KiB": 16 * 1024}
 COMPRESS, ENCRYPT = {"compress_min_size": 0}, {"encryption_keys": [bytes(range(32))]}
 MODES: dict[str, dict[str, Any]] = {"plain": {}, "compressed": COMPRESS, "encrypted": ENCRYPT}
 MODES["both"] = COMPRESS | ENCRYPT
-WORDS = (
-    'user id name cart item sku qty price total "true" "false" null <div> </div> <p> </p> class href title '
-)
-WORDS += "token csrf flash message theme locale en de fr 0 1 2 3 42 1024 2026-12-01 { } [ ] , :"
+WORDS = 'user id name cart item sku qty price total "true" "false" null <div> </div> <p> </p> class '
+WORDS += "href title token csrf flash message theme locale en de fr 0 1 2 3 42 1024 2026-12-01 { } [ ] , :"
 
 
 def sample(size: int) -> bytes:

@@ -51,6 +51,22 @@ def _rotated(items: Sequence[Contender], shift: int) -> list[Contender]:
     return [*items[shift % max(len(items), 1) :], *items[: shift % max(len(items), 1)]]
 
 
+async def _write(
+    contenders: Sequence[Contender], keys: Any, value: bytes, expires_in: int, errors: Any, mix: Any = None
+) -> list[Contender]:
+    """Write ``keys`` to the contenders that have not failed (then run the mix ``mix``, a warm-up); return
+    those that still have not; adds the others to ``errors``."""
+    for contender in [c for c in contenders if c.name not in errors]:
+        try:
+            for key in keys:
+                await contender.store.set(key, value, expires_in)
+            if mix:
+                await _mix(contender.store, *mix)
+        except Exception as error:
+            errors[contender.name] = why(error)
+    return [c for c in contenders if c.name not in errors]
+
+
 async def sequential(
     contenders: Sequence[Contender], sizes: Any, batch: int, rounds: int, expires_in: int, keys: Any = ()
 ) -> tuple[Cells, dict[str, int], dict[str, str]]:
@@ -61,13 +77,8 @@ async def sequential(
     values = {size: os.urandom(size) for size in sizes}
     # the keys read, renewed and overwritten: present in every contender, one set per size
     live = {size: [f"{key}{size}" for key in (keys[:batch] or session_keys(batch))] for size in sizes}
-    for contender, size in itertools.product(contenders, sizes):
-        try:
-            for key in live[size] if contender.name not in errors else ():
-                await contender.store.set(key, values[size], expires_in)
-        except Exception as error:
-            errors[contender.name] = why(error)
-    active = [c for c in contenders if c.name not in errors]
+    for size in sizes:
+        active = await _write(contenders, live[size], values[size], expires_in, errors)
     gc.collect()  # long-lived objects out of the collector's way: the collections below stay cheap
     gc.freeze()
     try:
@@ -102,6 +113,7 @@ async def sequential(
 
 async def _mix(store: Any, tasks: int, seconds: float, keys: Any, value: bytes, expires_in: int) -> Any:
     """Run the mix; return (operations done, seconds, client CPU seconds)."""
+    calls = [op_call(store, op, value, expires_in) for op in ("get_renew", "set", "delete")]
     rng = random.Random(4)  # the mix as (operation, key): 0 = get with renewal, 1 = set, 2 = delete
     mix = rng.choices((0, 1, 2), weights=(70, 25, 5), k=20_000)
     schedule = [(op, rng.randrange(len(keys))) for op in mix]
@@ -113,12 +125,7 @@ async def _mix(store: Any, tasks: int, seconds: float, keys: Any, value: bytes, 
         while clock() < deadline:
             op, index = schedule[position]
             position = position + 1 if position + 1 < length else 0
-            if op == 0:
-                await store.get(keys[index], expires_in)
-            elif op == 1:
-                await store.set(keys[index], value, expires_in)
-            else:
-                await store.delete(keys[index])
+            await calls[op](keys[index])
             done += 1
         return done
 
@@ -134,14 +141,8 @@ async def concurrent(
     core of Python); well below, it waits on the server. Adds the contenders that fail to ``errors``."""
     keys, ops, cpu, totals = session_keys(s.keys, "c"), {}, {}, {}
     for size, value in [(size, os.urandom(size)) for size in s.sizes]:
-        for c in [c for c in contenders if c.name not in errors]:
-            try:
-                for key in keys:
-                    await c.store.set(key, value, s.expires_in)
-                await _mix(c.store, max(s.tasks), min(s.seconds, 0.3), keys, value, s.expires_in)  # warm-up
-            except Exception as error:
-                errors[c.name] = why(error)
-        active = [c for c in contenders if c.name not in errors]
+        warm_up = (max(s.tasks), min(s.seconds, 0.3), keys, value, s.expires_in)
+        active = await _write(contenders, keys, value, s.expires_in, errors, warm_up)
         gc.collect()
         gc.freeze()
         try:
