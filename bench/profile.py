@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 
 from .contenders import ALL_DIALECTS, OPS, Settings, drop_tables, open_contender, tool_settings
-from .workload import op_call, session_keys
+from .run import op_call, session_keys
 
 
 async def _measure(args: argparse.Namespace, settings: Settings) -> None:
