@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from .contenders import ALL_CONTENDERS, OPS, REDIS_URL_DEFAULT, SERVERS, dialect_url
+from . import contenders
+from .contenders import ALL_CONTENDERS, OPS, dialect_url
 
 OP_LABELS = {op: op for op in OPS} | {"get_renew": "get(renew_for)"}
 LABELS = {"raw": "raw driver", "sqlsession": "SQLStore.with_url", "sqlsession-engine": "SQLStore(engine)"}
@@ -81,7 +82,11 @@ python -m bench
 
 From a checkout of the repository. It rewrites `docs/benchmarks.md` and `docs/benchmarks.png` (this run
   took {duration}); `python -m bench --help` lists the options. A database whose server does not answer is
-  skipped.{needs}
+  skipped. It needs these servers (SQLite needs none):
+
+- PostgreSQL at `{c.POSTGRES}` (or the URL in `BENCH_POSTGRES_URL`)
+- MariaDB or MySQL at `{c.MYSQL}` (or the URL in `BENCH_MYSQL_URL`)
+- Redis at `{c.REDIS_URL_DEFAULT}` (or the URL in `BENCH_REDIS_URL`)
 
 ## All figures
 
@@ -279,18 +284,13 @@ def markdown(results: dict[str, Any], chart_name: str | None) -> str:
     if any(g.get("contenders", {}).get("RedisStore", {}).get("status") == "ok" for g in groups.values()):
         hosts.append(make_url(s["redis_url"]).host)
     local = hosts and all(host in (None, "127.0.0.1", "localhost", "::1") for host in hosts)
-    wanted = [("PostgreSQL", "asyncpg")] * bool({"asyncpg", "psycopg"} & set(groups))
-    wanted += [("MariaDB or MySQL", "asyncmy")] * ("asyncmy" in groups)
-    needs = [f"- {what} at `{SERVERS[d][1]}` (or the URL in `{SERVERS[d][0]}`)" for what, d in wanted]
-    if "RedisStore" in s["contenders"]:
-        needs.append(f"- Redis at `{REDIS_URL_DEFAULT}` (or the URL in `BENCH_REDIS_URL`)")
     out = THROUGHPUT + _summary(results, "concurrent", _keys(results, "concurrent"), "{:.0%}")
     out = out if _groups(results, "concurrent") else ""
     if _groups(results, "sequential"):
         keys, size = [([OP_LABELS[op]], (op, s["sizes"][0])) for op in OPS], size_label(s["sizes"][0])
         out += LATENCY.format(size=size) + _summary(results, "sequential", keys, "{:.2f}x")
     servers, m = [list(item) for item in meta["servers"].items()], meta["machine"]
-    v: dict[str, Any] = {"meta": meta, "m": m, "s": s, "tasks": _and(s["tasks"])}
+    v: dict[str, Any] = {"meta": meta, "m": m, "s": s, "tasks": _and(s["tasks"]), "c": contenders}
     v["sizes"] = _and(map(size_label, s["sizes"]))
     v["duration"] = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} minutes"
     v |= {"revision": f"`{commit}`" + (f" + {dirty}" if dirty else ""), "foreign": meta["foreign_cores"]}
@@ -308,7 +308,6 @@ def markdown(results: dict[str, Any], chart_name: str | None) -> str:
     v["busy"] = f" Busy processes at the start: {', '.join(busy)}." if busy else ""
     v["note"] = f"\n- Note from the person who ran it: {meta['note']}" if meta["note"] else ""
     v["method_scale"] = METHOD_SCALE.format(s=s) if scale else ""
-    v["needs"] = " It needs these servers (SQLite needs none):\n\n" + "\n".join(needs) if needs else ""
     shown = _groups(results, "sequential", "concurrent")
     v["figures"] = "".join(_figures(results, dialect, group) for dialect, group in shown.items())
     return PAGE.format(**v).replace("\n  ", " ").rstrip("\n") + "\n"

@@ -289,6 +289,7 @@ QUICK = {"batch": 20, "rounds": 3, "seconds": 0.4, "conc_rounds": 1, "keys": 200
 QUICK |= {"scale_keys": 32, "scale_rounds": 3}
 PACKAGES = "sqlsession SQLAlchemy litestar aiosqlite asyncpg psycopg psycopg-binary asyncmy sqlspec "
 PACKAGES += "advanced-alchemy redis matplotlib"
+COUNTS = ("sizes", "batch", "rounds", "tasks", "seconds", "conc_rounds", "keys", "rows")  # of Settings
 OUTPUTS = ("--json", "--note", "--docs-dir")  # where the results go: not in the command the page shows
 SERVER_PROCESSES = ("postgres", "mariadbd", "mysqld", "redis-server")
 SHOW = {  # the server settings the page shows
@@ -310,14 +311,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add, dialects, ints = parser.add_argument, c.ALL_DIALECTS, _list(int)
     add("--quick", action="store_true", help="tiny counts, for a check that it runs")
     add("--dialects", type=_list(str), default=dialects, help=f"of {','.join(dialects)}")
-    add("--sizes", type=ints, help="value sizes in bytes (default 512,16384)")
-    add("--batch", type=int, help="calls per contender, operation and round")
-    add("--rounds", type=int, help="measured rounds of the sequential shape")
-    add("--tasks", type=ints, help="tasks of the concurrent shape (default 1,32)")
-    add("--seconds", type=float, help="seconds per contender per concurrent round")
-    add("--conc-rounds", type=int, help="rounds of the concurrent shape")
-    add("--keys", type=int, help="keys of the concurrent mix")
-    add("--rows", type=ints, help="table sizes of the scale part (default 1000,2000000); 0 skips it")
+    for name in COUNTS:  # --rows 0: no scale part
+        default = getattr(Settings, name)
+        kind = ints if isinstance(default, tuple) else type(default)
+        add("--" + name.replace("_", "-"), type=kind, help=f"default {str(default).strip('()')}")
     add("--docs-dir", type=Path, help="write benchmarks.md and .png here (default of a full run: docs/)")
     add("--json", type=Path, help="also write the raw results as JSON here")
     add("--note", default="", help="a note for the page (e.g. what else ran on the machine)")
@@ -464,9 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for before, arg in zip([None, *given], given, strict=False):  # what changes the figures
         if before not in OUTPUTS and not arg.startswith(OUTPUTS):
             shown.append(arg)
-    counts = ("sizes", "batch", "rounds", "tasks", "seconds", "conc_rounds", "keys", "rows")
     values: dict[str, Any] = dict(QUICK) if args.quick else {}
-    values |= {name: getattr(args, name) for name in counts if getattr(args, name) is not None}
+    values |= {name: getattr(args, name) for name in COUNTS if getattr(args, name) is not None}
     values["rows"] = tuple(n for n in values.get("rows", Settings.rows) if n)
     workdir = Path(tempfile.mkdtemp(prefix="sqlsession-bench-"))
     try:
