@@ -71,10 +71,6 @@ DRIVERS: dict[str, tuple[Any, Any]] = {  # how a statement runs; how it returns 
 }
 
 
-def _now() -> int:
-    return round(time.time() * _US)
-
-
 class RawStore:
     """The floor: Litestar's ``Store`` calls on ``connections`` of the driver of ``dialect``, running by hand,
     in autocommit, the statements ``SQLStore`` compiles for it, with the same parameters, and nothing else;
@@ -107,11 +103,11 @@ class RawStore:
             self.pool.put_nowait(conn)
 
     async def set(self, key: str, value: bytes, expires_in: int | None = None) -> None:
-        expires_at = _now() + expires_in * _US if expires_in else None
+        expires_at = round((time.time() + expires_in) * _US) if expires_in else None
         await self._one(self.execute, self.upsert, (self.ns, _digest(key), value, expires_at))
 
     async def get(self, key: str, renew_for: int | None = None) -> bytes | None:
-        now, digest = _now(), _digest(key)
+        now, digest = round(time.time() * _US), _digest(key)
         if not renew_for:
             rows = await self._one(self.fetch, self.select_value, (self.ns, digest, now))
         elif not self.mysql:
@@ -128,7 +124,8 @@ class RawStore:
         return bytes(rows[0][0]) if rows else None
 
     async def exists(self, key: str) -> bool:
-        return bool(await self._one(self.fetch, self.select_expiry, (self.ns, _digest(key), _now())))
+        args = (self.ns, _digest(key), round(time.time() * _US))
+        return bool(await self._one(self.fetch, self.select_expiry, args))
 
     async def delete(self, key: str) -> None:
         await self._one(self.execute, self.delete_sql, (self.ns, _digest(key)))

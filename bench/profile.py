@@ -20,7 +20,7 @@ from .run import op_call, session_keys
 
 
 async def _measure(args: argparse.Namespace, settings: Settings) -> None:
-    value, keys, stores, times = os.urandom(args.size), session_keys(args.calls), {}, {}
+    value, keys, stores, times = os.urandom(512), session_keys(args.calls), {}, {}
 
     async def calls(store: object, op: str) -> None:
         call = op_call(store, op, value, 3600)
@@ -38,7 +38,7 @@ async def _measure(args: argparse.Namespace, settings: Settings) -> None:
                 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
                 if round_no:
                     times.setdefault(name, []).append((cpu / args.calls * 1e6, wall / args.calls * 1e6))
-        print(f"{args.dialect} {args.op} {args.size} B, {args.calls} calls x {args.rounds} rounds, one task:")
+        print(f"{args.dialect} {args.op} 512 B, {args.calls} calls x {args.rounds} rounds, one task:")
         for name, pairs in times.items():
             cpu, wall = (min(column) for column in zip(*pairs, strict=True))
             print(f"  {name:<18} client CPU {cpu:7.1f} µs/call   wall {wall:7.1f} µs/call (best rounds)")
@@ -60,7 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--op", choices=OPS, default="get")
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--contenders", default="raw,sqlsession")
     parser.add_argument("--cprofile", type=int, default=0, metavar="N", help="print the N top functions")
     args = parser.parse_args(argv)
