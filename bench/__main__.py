@@ -1,5 +1,3 @@
-"""``python -m bench``: see ``bench/run.py``."""
-
 from bench.run import main
 
 raise SystemExit(main())

@@ -3,11 +3,15 @@ folder) of its own: Litestar's ``Store`` calls, and a ``close()``; :func:`drop_t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
+import itertools
 import os
+import re
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,8 +24,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlsession import SQLStore, store_table
-
-from .raw import open_raw
+from sqlsession._keys import key_digest as _digest
 
 POSTGRES, MYSQL = "postgresql://postgres@127.0.0.1:5432/test", "mysql://root@127.0.0.1:3306/test"
 # dialect -> (server URL env variable or None for the embedded SQLite, default URL, async driver)
@@ -34,6 +37,98 @@ ALL_CONTENDERS = ("raw", "sqlsession", "sqlsession-engine", "sqlspec", "advanced
 ALL_CONTENDERS += ("RedisStore",)
 OPS = ("set", "get", "get_renew", "exists", "delete")  # the operations of the sequential shape
 REDIS_URL_DEFAULT = "redis://127.0.0.1:6379/0"
+
+_US = 1_000_000
+# ``{t}``: the table; ``{b}`` / ``{i}``: a bytes / an integer parameter; ``{where}``, ``{live}``: below
+_UPSERT = "INSERT INTO {t} (namespace, key_hash, value, expires_at) VALUES ({b}, {b}, {b}, {i}) ON "
+_CONFLICT = "CONFLICT (namespace, key_hash) DO UPDATE SET value = excluded.value, "
+_CONFLICT += "expires_at = excluded.expires_at"
+_DUPLICATE = "DUPLICATE KEY UPDATE value = VALUES(value), expires_at = VALUES(expires_at)"
+_WHERE = " WHERE namespace = {b} AND key_hash = {b}"
+_LIVE = _WHERE + " AND (expires_at IS NULL OR expires_at > {i})"
+_RENEW = "UPDATE {t} SET expires_at = CASE WHEN expires_at IS NULL THEN NULL ELSE {i} END"
+_RENEW += "{live} RETURNING value"
+PRAGMAS = ("PRAGMA busy_timeout = 15000", "PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL")
+# the marks of a bytes and of an integer parameter, ``{}`` its number: the casts SQLAlchemy renders
+MARKS = {"asyncpg": ("${}::BYTEA", "${}::BIGINT"), "psycopg": ("%s", "%s::BIGINT"), "asyncmy": ("%s", "%s")}
+
+
+async def _psycopg_fetch(conn: Any, sql: str, args: tuple[Any, ...]) -> Any:
+    return await (await conn.execute(sql, args)).fetchall()
+
+
+async def _asyncmy_fetch(conn: Any, sql: str, args: tuple[Any, ...]) -> Any:
+    cursor = conn.cursor()
+    await cursor.execute(sql, args)
+    return await cursor.fetchall()
+
+
+DRIVERS: dict[str, tuple[Any, Any]] = {  # how a statement runs; how it returns its rows
+    "asyncpg": (lambda c, sql, args: c.execute(sql, *args), lambda c, sql, args: c.fetch(sql, *args)),
+    "psycopg": (lambda c, sql, args: c.execute(sql, args), _psycopg_fetch),
+    "asyncmy": (lambda c, sql, args: c.cursor().execute(sql, args), _asyncmy_fetch),
+    "sqlite": (lambda c, sql, args: c.execute(sql, args), lambda c, sql, args: c.execute_fetchall(sql, args)),
+}
+
+
+class RawStore:
+    """The floor: Litestar's ``Store`` calls on ``connections`` of the driver of ``dialect``, running by hand,
+    in autocommit, the statements ``SQLStore`` compiles for it, with the same parameters, and nothing else;
+    driven by the tables above. A lone caller always gets the same connection."""
+
+    def __init__(self, dialect: str, table: str, namespace: bytes, connections: list[Any]) -> None:
+        self.ns, (self.execute, self.fetch) = namespace, DRIVERS[dialect]
+        self.pool: asyncio.LifoQueue[Any] = asyncio.LifoQueue()
+        for conn in connections:
+            self.pool.put_nowait(conn)
+        self.mysql, marks = dialect == "asyncmy", MARKS.get(dialect, ("?", "?"))  # MySQL: no RETURNING
+
+        def sql(text: str) -> str:
+            number, text = itertools.count(1), text.replace("{live}", _LIVE).replace("{where}", _WHERE)
+            text = text.replace("{t}", table)
+            return re.sub(r"\{([bi])\}", lambda m: marks[m[1] == "i"].format(next(number)), text)
+
+        self.upsert = sql(_UPSERT + (_DUPLICATE if self.mysql else _CONFLICT))
+        self.select_value = sql("SELECT value FROM {t}{live}")
+        self.select_expiry = sql("SELECT expires_at FROM {t}{live}")
+        self.select_value_expiry = sql("SELECT value, expires_at FROM {t}{live}")
+        self.renew, self.delete_sql = sql(_RENEW), sql("DELETE FROM {t}{where}")
+        self.renew_cas = sql("UPDATE {t} SET expires_at = {i}{where} AND expires_at = {i}")
+
+    async def _one(self, run: Any, sql: str, args: tuple[Any, ...]) -> Any:
+        conn = self.pool.get_nowait() if self.pool.qsize() else await self.pool.get()
+        try:
+            return await run(conn, sql, args)
+        finally:
+            self.pool.put_nowait(conn)
+
+    async def set(self, key: str, value: bytes, expires_in: int | None = None) -> None:
+        expires_at = round((time.time() + expires_in) * _US) if expires_in else None
+        await self._one(self.execute, self.upsert, (self.ns, _digest(key), value, expires_at))
+
+    async def get(self, key: str, renew_for: int | None = None) -> bytes | None:
+        now, digest = round(time.time() * _US), _digest(key)
+        if not renew_for:
+            rows = await self._one(self.fetch, self.select_value, (self.ns, digest, now))
+        elif not self.mysql:
+            rows = await self._one(self.fetch, self.renew, (now + renew_for * _US, self.ns, digest, now))
+        else:  # renew only the version that was read, on the same connection
+            conn = self.pool.get_nowait() if self.pool.qsize() else await self.pool.get()
+            try:
+                rows = await self.fetch(conn, self.select_value_expiry, (self.ns, digest, now))
+                if rows and rows[0][1] is not None:
+                    args = (now + renew_for * _US, self.ns, digest, rows[0][1])
+                    await self.execute(conn, self.renew_cas, args)
+            finally:
+                self.pool.put_nowait(conn)
+        return bytes(rows[0][0]) if rows else None
+
+    async def exists(self, key: str) -> bool:
+        args = (self.ns, _digest(key), round(time.time() * _US))
+        return bool(await self._one(self.fetch, self.select_expiry, args))
+
+    async def delete(self, key: str) -> None:
+        await self._one(self.execute, self.delete_sql, (self.ns, _digest(key)))
 
 
 @dataclass(frozen=True)
@@ -87,13 +182,13 @@ def server_reason(dialect: str) -> str | None:
     return None if dialect == "sqlite" else reachable(url, 5432 if "postgres" in url.drivername else 3306)
 
 
-def tool_urls(dialects: str) -> Iterator[tuple[str, URL | None, str | None]]:
-    """For the tools: each of ``dialects`` (comma-separated) with its URL (SQLite: a file in a temporary
-    directory) or why it cannot run here."""
+def tool_settings(dialects: str) -> Iterator[tuple[str, Settings | None, str | None]]:
+    """For the tools: each of ``dialects`` (comma-separated) with the settings of a run (SQLite: files in a
+    temporary directory), or why it cannot run here."""
     with tempfile.TemporaryDirectory() as tmp:
         for dialect in filter(None, dialects.split(",")):
             reason = server_reason(dialect)
-            yield dialect, None if reason else dialect_url(dialect, Path(tmp) / f"{dialect}.db"), reason
+            yield dialect, None if reason else Settings(workdir=Path(tmp)), reason
 
 
 def version_of(distribution: str) -> str:
@@ -136,8 +231,8 @@ def _engine(url: URL, **options: Any) -> AsyncEngine:
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        for pragma in ("busy_timeout = 15000", "journal_mode = WAL", "synchronous = NORMAL"):
-            cursor.execute("PRAGMA " + pragma)
+        for pragma in PRAGMAS:
+            cursor.execute(pragma)
         cursor.close()
 
     if url.get_backend_name() == "sqlite":
@@ -198,10 +293,19 @@ async def open_contender(name: str, dialect: str, s: Settings, file: str = "", *
             finally:
                 await engine.dispose()
             if name == "raw":
-                probe = SQLStore.with_url(url, table_name=table)  # the namespace bytes the store writes
-                probe.engine.sync_engine.dispose(close=False)  # it never connected
-                store = await open_raw(dialect, url, table, probe._ns, size)
-                close, note = store.close, f"{driver} alone, the store's SQL, autocommit"
+                # the driver's own connections, set up as SQLStore.with_url sets its own up (autocommit;
+                # SQLite: WAL, synchronous=NORMAL), and the namespace bytes the store writes
+                probe = SQLStore.with_url(url, table_name=table, engine_options={"pool_size": size})
+                held = [await probe.engine.connect() for _ in range(size)]
+                drivers = [(await conn.get_raw_connection()).driver_connection for conn in held]
+                store = RawStore(dialect, table, probe._ns, drivers)
+
+                async def close() -> None:
+                    for conn in held:
+                        await conn.close()
+                    await probe.close()
+
+                note = f"{driver} alone, the store's SQL, autocommit"
             elif name == "sqlsession":  # the owned-engine fast path
                 engine_options = {"pool_size": size, "max_overflow": 0}
                 store = SQLStore.with_url(url, table_name=table, engine_options=engine_options, **options)
@@ -219,18 +323,13 @@ async def _open_sqlspec(dialect: str, url: URL, table: str, size: int) -> Conten
     prefix = {"asyncpg": "Asyncpg", "psycopg": "PsycopgAsync", "asyncmy": "Asyncmy"}.get(dialect, "Aiosqlite")
     configs = importlib.import_module(f"sqlspec.adapters.{url.drivername.split('+')[1]}")
     stores = importlib.import_module(f"{configs.__name__}.litestar")
-    server = {"host": url.host or "127.0.0.1", "user": url.username, "database": url.database}
-    pool = {"min_size": size, "max_size": size}
-    if dialect == "asyncpg":
-        connection = server | {"port": url.port or 5432} | pool
-        connection |= {"password": url.password} if url.password else {}
-    elif dialect == "psycopg":
-        info = f"host={url.host} port={url.port or 5432} user={url.username} dbname={url.database}"
-        connection = {"conninfo": info + (f" password={url.password}" if url.password else "")} | pool
-    elif dialect == "asyncmy":
-        server |= {"port": url.port or 3306, "password": url.password or "", "database": url.database or ""}
-        connection = server | {"minsize": size, "maxsize": size}
-    else:  # sqlspec's pool sets WAL and synchronous=NORMAL on a file database by default
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    connection: dict[str, Any] = {"dsn": dsn, "min_size": size, "max_size": size}  # PostgreSQL
+    if dialect == "asyncmy":
+        connection = {"host": url.host or "127.0.0.1", "port": url.port or 3306, "user": url.username}
+        connection |= {"password": url.password or "", "database": url.database or ""}
+        connection |= {"minsize": size, "maxsize": size}
+    elif dialect == "sqlite":  # sqlspec's pool sets WAL and synchronous=NORMAL on a file database by default
         connection = {"database": url.database or "", "pool_size": size}
     extension = {"litestar": {"session_table": table}}
     config = getattr(configs, f"{prefix}Config")(connection_config=connection, extension_config=extension)

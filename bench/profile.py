@@ -12,20 +12,15 @@ import asyncio
 import cProfile
 import os
 import pstats
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from .contenders import ALL_DIALECTS, OPS, Settings, drop_tables, open_contender
-from .workload import op_call, session_keys
+from .contenders import ALL_DIALECTS, OPS, Settings, drop_tables, open_contender, tool_settings
+from .run import op_call, session_keys
 
 
-async def _measure(args: argparse.Namespace) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="sqlsession-profile-"))
-    settings = Settings(dialects=(args.dialect,), workdir=workdir)  # the pool size of the benchmark
-    value, keys, stores, times = os.urandom(args.size), session_keys(args.calls), {}, {}
+async def _measure(args: argparse.Namespace, settings: Settings) -> None:
+    value, keys, stores, times = os.urandom(512), session_keys(args.calls), {}, {}
 
     async def calls(store: object, op: str) -> None:
         call = op_call(store, op, value, 3600)
@@ -34,17 +29,16 @@ async def _measure(args: argparse.Namespace) -> None:
 
     try:
         for name in filter(None, args.contenders.split(",")):
-            stores[name] = await open_contender(name, args.dialect, settings)
+            stores[name] = await open_contender(name, args.dialect, settings)  # the benchmark's pool size
         for round_no in range(args.rounds + 1):  # round 0 warms up
             for name, contender in stores.items():
                 await calls(contender.store, "set")  # the rows exist for every operation
                 cpu, wall = time.process_time(), time.perf_counter()
                 await calls(contender.store, args.op)
                 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-                times.setdefault(name, []).extend(
-                    [(cpu / args.calls * 1e6, wall / args.calls * 1e6)][:round_no]
-                )
-        print(f"{args.dialect} {args.op} {args.size} B, {args.calls} calls x {args.rounds} rounds, one task:")
+                if round_no:
+                    times.setdefault(name, []).append((cpu / args.calls * 1e6, wall / args.calls * 1e6))
+        print(f"{args.dialect} {args.op} 512 B, {args.calls} calls x {args.rounds} rounds, one task:")
         for name, pairs in times.items():
             cpu, wall = (min(column) for column in zip(*pairs, strict=True))
             print(f"  {name:<18} client CPU {cpu:7.1f} µs/call   wall {wall:7.1f} µs/call (best rounds)")
@@ -58,7 +52,6 @@ async def _measure(args: argparse.Namespace) -> None:
         for contender in stores.values():
             await contender.close()
         await drop_tables()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,10 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--op", choices=OPS, default="get")
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--contenders", default="raw,sqlsession")
     parser.add_argument("--cprofile", type=int, default=0, metavar="N", help="print the N top functions")
-    asyncio.run(_measure(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    for dialect, settings, reason in tool_settings(args.dialect):
+        print(f"{dialect}: {reason}") if settings is None else asyncio.run(_measure(args, settings))
     return 0
 
 

@@ -1,9 +1,9 @@
 """What renewal costs with ``renew_threshold``: ``python -m bench.renewal [--dialects ...] [--rounds N]``.
 
 ``get(key, renew_for=3600)`` of a 512-byte session read on every request, next to a plain ``get``:
-stores of ``SQLStore.with_url`` on one table, keys of their own, interleaved in a seeded order. ``renew
-t=0.1`` writes the expiry once it is 360 s behind (target: at most 1.10x ``get``); ``renew t=0`` (the
-default, Litestar's) writes it every time. Prints the median microseconds per call and the ratio.
+stores of ``SQLStore.with_url``, keys of their own, interleaved in a seeded order. ``renew t=0.1`` writes
+the expiry once it is 360 s behind (target: at most 1.10x ``get``); ``renew t=0`` (the default,
+Litestar's) writes it every time. Prints the median microseconds per call and the ratio.
 """
 
 from __future__ import annotations
@@ -13,41 +13,33 @@ import asyncio
 import random
 import statistics
 import time
-import uuid
-from typing import Any
 
-from sqlsession import SQLStore
-
-from .contenders import ALL_DIALECTS, tool_urls
+from .contenders import ALL_DIALECTS, Settings, drop_tables, open_contender, tool_settings
 
 RENEW_FOR, VALUE, KEYS = 3600, b"s" * 512, 32
 THRESHOLDS = {"get": 0.0, "renew t=0.1": 0.1, "renew t=0": 0.0}  # renew_threshold of each store
 
 
-async def _measure(url: Any, rounds: int, batch: int) -> list[float]:
-    table, rng = f"bench_renewal_{uuid.uuid4().hex[:8]}", random.Random(5)
-    stores = {
-        name: SQLStore.with_url(url, table_name=table, renew_threshold=t) for name, t in THRESHOLDS.items()
-    }
-    first, samples = stores["get"], {name: [] for name in stores}
-    keys = {name: [f"{name}-{i}" for i in range(KEYS)] for name in stores}
-    async with first.engine.begin() as conn:
-        await conn.run_sync(first.table.metadata.create_all)
+async def _measure(dialect: str, s: Settings, rounds: int, batch: int) -> list[float]:
+    rng, stores, samples = random.Random(5), {}, {name: [] for name in THRESHOLDS}
     try:
-        for key in [key for own in keys.values() for key in own]:
-            await first.set(key, VALUE, expires_in=RENEW_FOR)
+        for i, (name, threshold) in enumerate(THRESHOLDS.items()):
+            stores[name] = await open_contender(
+                "sqlsession", dialect, s, f"renewal{i}", renew_threshold=threshold
+            )
+            for key in range(KEYS):
+                await stores[name].store.set(str(key), VALUE, expires_in=RENEW_FOR)
         for round_no in range(rounds + 1):  # round 0 warms up
             for name in rng.sample(list(stores), len(stores)):
                 start, renew_for = time.perf_counter(), None if name == "get" else RENEW_FOR
                 for i in range(batch):
-                    await stores[name].get(keys[name][i % KEYS], renew_for=renew_for)
+                    await stores[name].store.get(str(i % KEYS), renew_for=renew_for)
                 samples[name] += [(time.perf_counter() - start) / batch * 1e6] if round_no else []
         return [statistics.median(values) for values in samples.values()]
     finally:
-        async with first.engine.begin() as conn:
-            await conn.run_sync(first.table.metadata.drop_all)
-        for store in stores.values():
-            await store.close()
+        for contender in stores.values():
+            await contender.close()
+        await drop_tables()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=100, help="calls per store per round (default 100)")
     args = parser.parse_args(argv)
     print(f"{'dialect':<10} {'get':>9} {'renew t=0.1':>12} {'ratio':>6} {'renew t=0':>10} {'ratio':>6}")
-    for dialect, url, reason in tool_urls(args.dialects):
-        if url:
-            g, a, b = asyncio.run(_measure(url, args.rounds, args.batch))
+    for dialect, settings, reason in tool_settings(args.dialects):
+        if settings:
+            g, a, b = asyncio.run(_measure(dialect, settings, args.rounds, args.batch))
             print(f"{dialect:<10} {g:>7.0f}us {a:>10.0f}us {a / g:>5.2f}x {b:>8.0f}us {b / g:>5.2f}x")
         else:
             print(f"{dialect:<10} skipped: {reason}")

@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from .contenders import ALL_CONTENDERS, OPS, REDIS_URL_DEFAULT, SERVERS, dialect_url
+from . import contenders
+from .contenders import ALL_CONTENDERS, OPS, dialect_url
 
 OP_LABELS = {op: op for op in OPS} | {"get_renew": "get(renew_for)"}
 LABELS = {"raw": "raw driver", "sqlsession": "SQLStore.with_url", "sqlsession-engine": "SQLStore(engine)"}
@@ -81,7 +82,11 @@ python -m bench
 
 From a checkout of the repository. It rewrites `docs/benchmarks.md` and `docs/benchmarks.png` (this run
   took {duration}); `python -m bench --help` lists the options. A database whose server does not answer is
-  skipped.{needs}
+  skipped. It needs these servers (SQLite needs none):
+
+- PostgreSQL at `{c.POSTGRES}` (or the URL in `BENCH_POSTGRES_URL`)
+- MariaDB or MySQL at `{c.MYSQL}` (or the URL in `BENCH_MYSQL_URL`)
+- Redis at `{c.REDIS_URL_DEFAULT}` (or the URL in `BENCH_REDIS_URL`)
 
 ## All figures
 
@@ -91,29 +96,16 @@ Per database: both value sizes, the 99th percentiles, each store ÷ `SQLStore.wi
 QUICK = "\n**A quick run (`--quick`): tiny counts, to check that the benchmark works; no real figures.**\n"
 WHAT_SCALE = """; **large tables**: `SQLStore.with_url` alone on
   tables of {rows} rows, and `delete_expired()` on the largest while other tasks keep reading"""
-THROUGHPUT = """### Throughput
-
-Operations per second of the session mix (higher is better); in brackets, each `SQLStore`'s as a percentage
-  of the raw driver's.
-
-"""
-LATENCY = """### Time per call
-
-Median microseconds per call (lower is better), {size} values; in brackets, each `SQLStore`'s as a multiple
-  of the raw driver's. Other sizes and the 99th percentiles: [All figures](#all-figures).
-
-"""
-SCALE = """### Large tables
-
-`SQLStore.with_url` alone, 512 B values: median (99th percentile) microseconds per call by table size, and
-  the largest table's median ÷ the smallest's:
-
-"""
+THROUGHPUT = """### Throughput\n\nOperations per second of the session mix (higher is better); in brackets,
+  each `SQLStore`'s as a percentage of the raw driver's.\n\n"""
+LATENCY = """### Time per call\n\nMedian microseconds per call (lower is better), {size} values; in brackets,
+  each `SQLStore`'s as a multiple of the raw driver's. Other sizes and the 99th percentiles:
+  [All figures](#all-figures).\n\n"""
+SCALE = """### Large tables\n\n`SQLStore.with_url` alone, 512 B values: median (99th percentile) microseconds
+  per call by table size, and the largest table's median ÷ the smallest's:\n\n"""
 CLEANUP = """`delete_expired()` on the largest table, all but the working keys expired, while
   {s[delete_get_tasks]} tasks `get` live keys ({s[delete_get_rate]:,.0f} calls/s in all): those `get` calls in
-  the 2 s before it and while it ran:
-
-"""
+  the 2 s before it and while it ran:\n\n"""
 CHART = "## Chart\n\n![Session mix throughput per database and store]({chart})\n\n"
 LOCAL = "\n- The servers (databases, Redis) ran on the same machine: client and server share its cores."
 METHOD_SCALE = """
@@ -137,8 +129,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def size_label(size: int | str) -> str:
-    size = int(size)
-    return f"{size // 1024} KiB" if size >= 1024 and size % 1024 == 0 else f"{size} B"
+    return f"{int(size) // 1024} KiB" if int(size) and not int(size) % 1024 else f"{size} B"
 
 
 def _fmt(value: Any, form: str = "{:,.0f}") -> str:
@@ -197,16 +188,14 @@ def _groups(results: dict[str, Any], *shapes: str) -> dict[str, Any]:
 def _summary(results: dict[str, Any], shape: str, keys: list[Any], share: str) -> str:
     """Every store of every database, a row per key; both SQLStores with their figure ÷ the raw driver's."""
     groups, rows = _groups(results, shape), []
-    seen = [set(g.get("sequential", {})) | set(g["contenders"]) for g in groups.values()]
-    tried = [n for n in ALL_CONTENDERS if any(n in names for names in seen)]
+    tried = [n for n in ALL_CONTENDERS if any(n in g["contenders"] for g in groups.values())]
     for (dialect, group), (labels, key) in [(g, k) for g in groups.items() for k in keys]:
         raw, row = _number(_figure(group, shape, "raw", key)), [database(results, dialect), *labels]
         for name in tried:
             value, status = _number(_figure(group, shape, name, key)), group["contenders"].get(name, {})
-            if value is None:  # it failed, could not run here, or was not selected
-                row.append({"error": "failed", "unavailable": "n/a"}.get(status.get("status", ""), "-"))
-            else:
-                row.append(_fmt(value) + (f" ({share.format(value / raw)})" if name in WAYS and raw else ""))
+            versus = f" ({share.format(value / raw)})" if name in WAYS and raw and value is not None else ""
+            missing = {"error": "failed", "unavailable": "n/a"}.get(status.get("status", ""), "-")
+            row.append(missing if value is None else _fmt(value) + versus)  # missing: failed, n/a or not run
         rows.append(row)
     head = ["value", "tasks"] if shape == "concurrent" else ["operation"]
     return _table(["database", *head, *(LABELS.get(n, n) for n in tried)], rows)
@@ -260,10 +249,14 @@ def _problems(results: dict[str, Any]) -> str:
 
 def _figures(results: dict[str, Any], dialect: str, group: dict[str, Any]) -> str:
     """Every figure of one database, and each store's ÷ `SQLStore.with_url`'s."""
-    ran = set(group.get("sequential", {})) | set(group.get("concurrent", {}))
-    names = [n for n in ALL_CONTENDERS if n in ran]
-    ok = [(n, i["detail"]) for n, i in group["contenders"].items() if i["status"] == "ok"]
-    ok = [f"**{LABELS.get(n, n)}**: {detail}" for n, detail in ok]
+    names = [
+        n for n in ALL_CONTENDERS if n in group.get("sequential", {}) or n in group.get("concurrent", {})
+    ]
+    ok = [
+        f"**{LABELS.get(n, n)}**: {i['detail']}"
+        for n, i in group["contenders"].items()
+        if i["status"] == "ok"
+    ]
     out = f"### {database(results, dialect)}\n\nStores: {'; '.join(ok)}.\n\n"
     for title, shape, form in zip(TITLES.split("\n|"), SHAPES, FORMS, strict=True):
         if group.get(shape):
@@ -271,8 +264,10 @@ def _figures(results: dict[str, Any], dialect: str, group: dict[str, Any]) -> st
             shown = [n for n in names if n in group[shape] or shape != "client_cpu"]  # CPU: measured ones
             columns = [n for n in names if n != MAIN] if versus else shown
             for labels, key in _keys(results, shape):
-                mine = _figure(group, shape, MAIN, key)
-                cells = [_figure(group, shape, n, key) for n in columns]
+                mine, cells = (
+                    _figure(group, shape, MAIN, key),
+                    [_figure(group, shape, n, key) for n in columns],
+                )
                 rows.append(labels + [_ratio(mine, c) if versus else _fmt(c, form) for c in cells])
             heads = ["operation", "value"] if shape == "sequential" else ["value", "tasks"]
             heads += [("÷ " if versus else "") + LABELS.get(n, n) for n in columns]
@@ -283,44 +278,36 @@ def _figures(results: dict[str, Any], dialect: str, group: dict[str, Any]) -> st
 def markdown(results: dict[str, Any], chart_name: str | None) -> str:
     """``docs/benchmarks.md``: a page for the users of sqlsession, every figure from ``results``."""
     meta, s, scale, groups = results["meta"], results["settings"], results.get("scale"), results["groups"]
-    commit, _, dirty = str(meta["revision"]).partition(" + ")
-    seconds, before = meta["duration_s"], meta["load_before"]
-    noisy = meta["foreign_cores"] > meta["foreign_limit"]
-    v: dict[str, Any] = {"meta": meta, "m": meta["machine"], "s": s, "tasks": _and(s["tasks"]), "results": ""}
-    v["revision"] = f"`{commit}`" + (f" + {dirty}" if dirty else "")
-    v["sizes"] = _and(map(size_label, s["sizes"]))
-    v["duration"] = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} minutes"
-    v["calls"], v["quick"] = s["batch"] * s["rounds"], QUICK if "--quick" in meta["command"].split() else ""
-    v["what_scale"] = WHAT_SCALE.format(rows=_and(f"{int(n):,}" for n in s["rows"])) if scale else ""
-    v["notice"] = " The machine was not quiet during this run: see [Noise](#noise)." if noisy else ""
-    if _groups(results, "concurrent"):
-        v["results"] += THROUGHPUT + _summary(results, "concurrent", _keys(results, "concurrent"), "{:.0%}")
-    if _groups(results, "sequential"):
-        keys = [([OP_LABELS[op]], (op, s["sizes"][0])) for op in OPS]
-        v["results"] += LATENCY.format(size=size_label(s["sizes"][0]))
-        v["results"] += _summary(results, "sequential", keys, "{:.2f}x")
-    v["results"] += (_scale(results) if scale else "") + _problems(results)
-    v["chart"] = CHART.format(chart=chart_name) if chart_name else ""
-    v["guest"] = f", {v['m']['hypervisor']} guest" if v["m"]["hypervisor"] else ""
+    (commit, _, dirty), seconds = str(meta["revision"]).partition(" + "), meta["duration_s"]
+    noisy, busy = meta["foreign_cores"] > meta["foreign_limit"], meta["load_before"]["busy"]
     hosts = [dialect_url(d).host for d, g in groups.items() if d != "sqlite" and g.get("sequential")]
     if any(g.get("contenders", {}).get("RedisStore", {}).get("status") == "ok" for g in groups.values()):
         hosts.append(make_url(s["redis_url"]).host)
     local = hosts and all(host in (None, "127.0.0.1", "localhost", "::1") for host in hosts)
+    out = THROUGHPUT + _summary(results, "concurrent", _keys(results, "concurrent"), "{:.0%}")
+    out = out if _groups(results, "concurrent") else ""
+    if _groups(results, "sequential"):
+        keys, size = [([OP_LABELS[op]], (op, s["sizes"][0])) for op in OPS], size_label(s["sizes"][0])
+        out += LATENCY.format(size=size) + _summary(results, "sequential", keys, "{:.2f}x")
+    servers, m = [list(item) for item in meta["servers"].items()], meta["machine"]
+    v: dict[str, Any] = {"meta": meta, "m": m, "s": s, "tasks": _and(s["tasks"]), "c": contenders}
+    v["sizes"] = _and(map(size_label, s["sizes"]))
+    v["duration"] = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} minutes"
+    v |= {"revision": f"`{commit}`" + (f" + {dirty}" if dirty else ""), "foreign": meta["foreign_cores"]}
+    v |= {"calls": s["batch"] * s["rounds"], "quick": QUICK if "--quick" in meta["command"].split() else ""}
+    v["what_scale"] = WHAT_SCALE.format(rows=_and(f"{int(n):,}" for n in s["rows"])) if scale else ""
+    v["notice"] = " The machine was not quiet during this run: see [Noise](#noise)." if noisy else ""
+    v["results"] = out + (_scale(results) if scale else "") + _problems(results)
+    v["chart"] = CHART.format(chart=chart_name) if chart_name else ""
+    v["guest"] = f", {m['hypervisor']} guest" if m["hypervisor"] else ""
     v["local"] = LOCAL if meta["servers"] and local else ""
     v["versions"] = _table(["package", "version"], [list(item) for item in meta["packages"].items()])
-    servers = [list(item) for item in meta["servers"].items()]
     v["versions"] += _table(["server", "version and settings"], servers) if servers else ""
     v["before"], v["after"] = (", ".join(map(str, meta[f"load_{x}"]["loadavg"])) for x in ("before", "after"))
-    v["foreign"], v["noisy"] = meta["foreign_cores"], NOISY if noisy else "."
-    v["busy"] = f" Busy processes at the start: {', '.join(before['busy'])}." if before["busy"] else ""
+    v["noisy"] = NOISY if noisy else "."
+    v["busy"] = f" Busy processes at the start: {', '.join(busy)}." if busy else ""
     v["note"] = f"\n- Note from the person who ran it: {meta['note']}" if meta["note"] else ""
     v["method_scale"] = METHOD_SCALE.format(s=s) if scale else ""
-    wanted = [("PostgreSQL", "asyncpg")] * bool({"asyncpg", "psycopg"} & set(groups))
-    wanted += [("MariaDB or MySQL", "asyncmy")] * ("asyncmy" in groups)
-    needs = [f"- {what} at `{SERVERS[d][1]}` (or the URL in `{SERVERS[d][0]}`)" for what, d in wanted]
-    if "RedisStore" in s["contenders"]:
-        needs.append(f"- Redis at `{REDIS_URL_DEFAULT}` (or the URL in `BENCH_REDIS_URL`)")
-    v["needs"] = " It needs these servers (SQLite needs none):\n\n" + "\n".join(needs) if needs else ""
     shown = _groups(results, "sequential", "concurrent")
     v["figures"] = "".join(_figures(results, dialect, group) for dialect, group in shown.items())
     return PAGE.format(**v).replace("\n  ", " ").rstrip("\n") + "\n"
@@ -340,20 +327,18 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
         return "no throughput figures"
     sizes, tasks = results["settings"]["sizes"], results["settings"]["tasks"]
     names = [n for n in ALL_CONTENDERS if any(n in g["concurrent"] for g in groups.values())]
-    ticks, width = [database(results, d).replace(" (", "\n(") for d in groups], 0.8 / len(names)
-    size = (6.5 * len(sizes), 3.8 * len(tasks))
-    fig, axes = plt.subplots(len(tasks), len(sizes), figsize=size, squeeze=False)
-    for (row, n_tasks), (col, size) in [(r, c) for r in enumerate(tasks) for c in enumerate(sizes)]:
-        ax = axes[row][col]
+    ticks = [database(results, d).replace(" (", "\n(") for d in groups]
+    width, figsize = 0.8 / len(names), (6.5 * len(sizes), 3.8 * len(tasks))
+    fig, axes = plt.subplots(len(tasks), len(sizes), figsize=figsize, squeeze=False)
+    for ax, (n_tasks, size) in zip(axes.flat, [(t, z) for t in tasks for z in sizes], strict=True):
         for i, name in enumerate(names):
             values = [_figure(g, "concurrent", name, (size, n_tasks)) or 0.0 for g in groups.values()]
             xs = [x + (i - (len(names) - 1) / 2) * width for x in range(len(groups))]
-            edge = "black" if name == MAIN else None
-            color, label = plt.get_cmap("tab10")(i), LABELS.get(name, name)
-            ax.bar(xs, values, width, label=label, color=color, edgecolor=edge)
+            edge, label = "black" if name == MAIN else None, LABELS.get(name, name)
+            ax.bar(xs, values, width, label=label, color=plt.get_cmap("tab10")(i), edgecolor=edge)
             for x, value, group in zip(xs, values, groups.values(), strict=True):
                 status = group["contenders"].get(name, {}).get("status")
-                if not value and status in ("error", "unavailable"):
+                if not value and status in ("error", "unavailable"):  # a bar of 0: say why
                     text = "failed" if status == "error" else "n/a"
                     ax.text(x, 0, text, rotation=90, fontsize=7, ha="center", va="bottom")
         ax.set_xticks(range(len(groups)), ticks, fontsize=8)

@@ -13,23 +13,19 @@ import random
 import statistics
 import time
 import timeit
-import uuid
 from typing import Any
 
-from sqlsession import SQLStore
 from sqlsession._keys import key_digest
 from sqlsession._sealing import Sealer
 
-from .contenders import ALL_DIALECTS, tool_urls
+from .contenders import ALL_DIALECTS, Settings, drop_tables, open_contender, tool_settings
 
 SIZES = {"512 B": 512, "16 KiB": 16 * 1024}
 COMPRESS, ENCRYPT = {"compress_min_size": 0}, {"encryption_keys": [bytes(range(32))]}
 MODES: dict[str, dict[str, Any]] = {"plain": {}, "compressed": COMPRESS, "encrypted": ENCRYPT}
 MODES["both"] = COMPRESS | ENCRYPT
-WORDS = (
-    'user id name cart item sku qty price total "true" "false" null <div> </div> <p> </p> class href title '
-)
-WORDS += "token csrf flash message theme locale en de fr 0 1 2 3 42 1024 2026-12-01 { } [ ] , :"
+WORDS = 'user id name cart item sku qty price total "true" "false" null <div> </div> <p> </p> class '
+WORDS += "href title token csrf flash message theme locale en de fr 0 1 2 3 42 1024 2026-12-01 { } [ ] , :"
 
 
 def sample(size: int) -> bytes:
@@ -48,23 +44,19 @@ def per_call(function: Any) -> float:
     return statistics.median(timeit.repeat(function, number=count, repeat=5)) / count * 1e6
 
 
-async def _pairs(url: Any, options: dict[str, Any], value: bytes, ops: int) -> float:
+async def _pairs(dialect: str, s: Settings, options: dict[str, Any], value: bytes, ops: int) -> float:
     """Median microseconds of a ``set`` and a ``get``, after ``min(ops, 50)`` of them to warm up."""
-    store = SQLStore.with_url(url, table_name=f"bench_seal_{uuid.uuid4().hex[:12]}", **options)
-    async with store.engine.begin() as conn:
-        await conn.run_sync(store.table.metadata.create_all)
+    contender, times = await open_contender("sqlsession", dialect, s, "sealing", **options), []
     try:
-        times = []
         for index in range(min(ops, 50) + ops):
             start = time.perf_counter()
-            await store.set(f"k{index}", value)
-            assert await store.get(f"k{index}") == value
+            await contender.store.set(f"k{index}", value)
+            assert await contender.store.get(f"k{index}") == value
             times.append(time.perf_counter() - start)
         return statistics.median(times[min(ops, 50) :]) * 1e6
     finally:
-        async with store.engine.begin() as conn:
-            await conn.run_sync(store.table.metadata.drop_all)
-        await store.close()
+        await contender.close()
+        await drop_tables()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {label} | {mode} | {len(stored):,} | {seal:.2f} | {unseal:.2f} |")
     print(f"\nset + get through SQLStore.with_url, median µs per pair of {args.ops}:")
     print("| dialect | value | " + " | ".join(MODES) + " |\n|---|---|" + "---|" * len(MODES))
-    for dialect, url, reason in tool_urls(args.dialects):
-        for label, size in SIZES.items() if url else ():
-            pairs = [asyncio.run(_pairs(url, options, sample(size), args.ops)) for options in MODES.values()]
+    for dialect, settings, reason in tool_settings(args.dialects):
+        for label, size in SIZES.items() if settings else ():
+            value = sample(size)
+            pairs = [asyncio.run(_pairs(dialect, settings, mode, value, args.ops)) for mode in MODES.values()]
             print(f"| {dialect} | {label} | " + " | ".join(f"{us:,.0f}" for us in pairs) + " |")
         if reason:
             print(f"| {dialect} | unavailable: {reason} |")
