@@ -347,7 +347,8 @@ def is_unreachable(error: BaseException, driver_connection: Any = None) -> bool:
     host is unknown or did not answer in time; SQLite's file cannot be opened, read or locked in
     time. Not: a missing table, a wrong password or database name, or any other error the server
     answered with (those are mistakes to fix, not outages to ride out)."""
-    if is_disconnect(error, driver_connection) or isinstance(error, OSError):  # OSError: TimeoutError too
+    # OSError: also TimeoutError, which is asyncio.TimeoutError from Python 3.11 on (not on 3.10)
+    if is_disconnect(error, driver_connection) or isinstance(error, (OSError, asyncio.TimeoutError)):
         return True
     code = _error_code(error)
     if isinstance(code, int) and code in _MYSQL_UNAVAILABLE:

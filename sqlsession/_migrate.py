@@ -8,6 +8,7 @@ the plugin's start-up check. Alembic runs on a connection handed to sqlsession's
 from __future__ import annotations
 
 import argparse
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from . import _dialects
 from .errors import StoreError, TableMissingError, upgrade_hint
 from .schema import HEAD_REVISION, REVISION_PREFIX, store_table, version_table_name
 
@@ -127,11 +129,13 @@ async def check(engine: AsyncEngine, table_name: str) -> None:
                 try:
                     await conn.run_sync(_select_nothing, table_name)
                 except DBAPIError as error:  # a table of that name, made by something else
+                    if _dialects.is_unreachable(error.orig or error):
+                        raise
                     raise StoreError(
                         f"the table {table_name!r} at {url} does not have sqlsession's columns "
                         f"({_one_line(error)}): choose another table_name, or drop that table and run {hint}"
                     ) from None
-    except (DBAPIError, OSError, TimeoutError) as error:
+    except (DBAPIError, OSError, asyncio.TimeoutError) as error:  # asyncio's: Python 3.10 has its own
         raise StoreError(f"the database at {url} does not answer: {_one_line(error)}") from None
     if not found.exists:
         raise TableMissingError(f"the table {table_name!r} does not exist: run {hint}")
