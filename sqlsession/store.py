@@ -599,9 +599,16 @@ class SQLStore(NamespacedStore):
         key = _check_key(key)
         shared = self._shared
         now = shared.now_us()
-        params = {"ns": self._ns, "kh": key_digest(key), "now": now}
-        row = await shared.first(shared.select_expiry, params, self._fail_open)
-        return None if row is None else (row[0], now)
+        kh = key_digest(key)
+        params = {"ns": self._ns, "kh": kh, "now": now}
+        if not shared.sealer.key_ids:
+            row = await shared.first(shared.select_expiry, params, self._fail_open)
+            return None if row is None else (row[0], now)
+        # encrypted: a value that does not open (another key, altered, copied) is missing, as for get
+        row = await shared.first(shared.select_value_expiry, params, self._fail_open)
+        if row is None or shared.sealer.open(bytes(row[0]), self._ns, kh) is None:
+            return None
+        return row[1], now
 
     async def delete(self, key: str) -> None:
         """Delete ``key``; no error if it does not exist."""

@@ -548,3 +548,19 @@ def test_sealing_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "| 16 KiB | both |" in out
     assert "| sqlite | 512 B |" in out
+
+
+async def test_exists_and_expires_in_agree_with_get_on_values_that_do_not_open(sealed: MakeSealed) -> None:
+    writer = await first_store(sealed, encryption_keys=[K1])
+    await writer.set("k", b"v", expires_in=100)
+    await writer.set("forever", b"v")
+    reader = sealed(encryption_keys=[K2])
+    for key in ("k", "forever"):
+        assert await reader.get(key) is None
+        assert await reader.exists(key) is False
+        assert await reader.expires_in(key) is None
+    assert await sealed(encryption_keys=[K2, K1]).exists("k") is True  # a key that opens it
+    assert await sealed(encryption_keys=[K2, K1]).expires_in("forever") == -1
+    await write_raw(writer, "k", b"plain")  # unencrypted: read as missing when encryption is on
+    assert await sealed(encryption_keys=[K1]).exists("k") is False
+    assert await sealed(encryption_keys=[K1], read_unsealed=True).exists("k") is True
