@@ -479,8 +479,9 @@ class Executor:
             self._drop(connection)
 
     def _drop_dead_loops(self) -> None:
-        for loop in [loop for loop in self.idle if loop.is_closed()]:
-            for lease in self.idle.pop(loop):
+        # list(): a copy taken at once, while other threads (event loops) may add their own
+        for loop in [loop for loop in list(self.idle) if loop.is_closed()]:
+            for lease in self.idle.pop(loop, []):
                 self._drop(lease)
             self.waiting.pop(loop, None)
 
@@ -495,7 +496,7 @@ class Executor:
         while ours := [task for task in self.closing if task.get_loop() is loop]:
             await asyncio.gather(*ours, return_exceptions=True)
         if dispose and self.owned:
-            other_loops = any(self.idle.values())
+            other_loops = any(list(self.idle.values()))
             # connections made on another event loop cannot be closed from this one
             await self.engine.dispose(close=not other_loops)
 
