@@ -127,46 +127,48 @@ def renew_with_returning(dialect: Dialect) -> bool:
 def bounded_delete(
     dialect: Dialect,
     table: Table,
-    where: Sequence[ColumnElement[bool]],
+    scope: Sequence[ColumnElement[bool]],
+    expired: ColumnElement[bool],
     limit: int,
-    index_column: ColumnElement[Any],
 ) -> Delete:
-    """``DELETE`` of at most ``limit`` rows matching ``where``, found through the index of
-    ``index_column`` (a column that ``where`` bounds)."""
+    """``DELETE`` of at most ``limit`` rows in ``scope`` (terms on the namespace; none: the whole
+    table) that match ``expired`` (a bound on the indexed ``expires_at``), found through that index.
+
+    SQLite: ``scope`` is kept from the planner. Where many rows have expired, its statistics make a
+    namespace's primary key range look cheaper than the index, and each batch would then walk that
+    range from its start past every live row the batches before it kept (minutes instead of
+    seconds for a million expired rows beside a million live ones). MariaDB does the same, and
+    there nothing short of another statement shape keeps it from that (or from a full scan)."""
     if dialect.name in ("mysql", "mariadb"):
         # MySQL cannot select from the table it deletes from, but has DELETE ... LIMIT
-        stmt = delete(table).where(*where)
+        stmt = delete(table).where(*scope, expired)
         mysql_limit = getattr(mysql, "limit", None)  # SQLAlchemy 2.1; 2.0 has the mysql_limit option
         if mysql_limit is not None:
             # an int rendered in the SQL text: the statement is compiled once, for the driver
             return stmt.ext(mysql_limit(literal_column(str(int(limit)))))
         return stmt.with_dialect_options(mysql_limit=limit)
-    # The batch is chosen in a subquery; ``where`` is checked again on each row the DELETE reaches,
+    # The batch is chosen in a subquery; the terms are checked again on each row the DELETE reaches,
     # so that a row renewed or replaced after the subquery read it (READ COMMITTED re-reads the
     # newest version of a row it has to wait for) is not deleted.
     if dialect.name == "postgresql":
         # by physical row address: no join back through the primary key (five times faster on a
         # table of two million rows than the primary key form below)
         ctid: ColumnClause[Any] = column("ctid")
-        rows = select(ctid).select_from(table).where(*where).limit(limit)
-        return delete(table).where(ctid == any_(func.array(rows.scalar_subquery())), *where)
+        rows = select(ctid).select_from(table).where(*scope, expired).limit(limit)
+        return delete(table).where(ctid == any_(func.array(rows.scalar_subquery())), *scope, expired)
+    # SQLite: the batch is read from the expires_at index, then each row found by its primary key;
+    # a term on a column written ``+column`` (the same value) is one its planner serves with no index
     key = tuple_(*table.primary_key.columns)
-    # SQLite: the batch is read from the index of ``index_column``, each of its rows is then found by
-    # its primary key. Other columns in ``where`` are kept from the planner (SQLite's unary ``+``):
-    # the statistics of a namespace range can make it walk the primary key past every live row of
-    # the namespace, again for each batch (minutes instead of seconds at a million rows).
-    batch = select(*table.primary_key.columns).where(*_unindexed(where, table, keep=index_column))
-    return delete(table).where(key.in_(batch.limit(limit)), *_unindexed(where, table))
+    batch = select(*table.primary_key.columns).where(*_unindexed(scope, table), expired).limit(limit)
+    return delete(table).where(key.in_(batch), *_unindexed((*scope, expired), table))
 
 
-def _unindexed(
-    where: Sequence[ColumnElement[bool]], table: Table, keep: ColumnElement[Any] | None = None
-) -> list[ColumnElement[bool]]:
-    """``where`` with each column of ``table`` except ``keep`` written ``+column``: the same value,
-    but SQLite's planner does not use an index for that term."""
+def _unindexed(where: Sequence[ColumnElement[bool]], table: Table) -> list[ColumnElement[bool]]:
+    """``where`` with each column of ``table`` written ``+column``: the same value, but SQLite's
+    planner does not use an index for that term."""
 
     def plus(element: Any, **_: Any) -> ColumnElement[Any] | None:
-        if isinstance(element, Column) and element.table is table and element is not keep:
+        if isinstance(element, Column) and element.table is table:
             return UnaryExpression(element, operator=operators.custom_op("+"), type_=element.type)
         return None
 

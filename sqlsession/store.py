@@ -227,9 +227,7 @@ class _Shared:
         self.delete_key = prepare(delete(table).where(*this_key))
         self.delete_all = scoped(lambda where: delete(table).where(*where))
         self.delete_expired = scoped(
-            lambda where: _dialects.bounded_delete(
-                dialect, table, (*where, expired), DELETE_BATCH_SIZE, index_column=c.expires_at
-            )
+            lambda where: _dialects.bounded_delete(dialect, table, where, expired, DELETE_BATCH_SIZE)
         )
         counts = select(
             c.namespace, func.count(), func.coalesce(func.sum(case((expired, 1), else_=0)), 0)
