@@ -33,49 +33,27 @@ def within(seconds: float) -> Callable[[F], F]:
     return decorate
 
 
-class _RecordingRunner:
-    """Wraps a store's driver runner: every SQL text and argument sent on the fast path."""
-
-    def __init__(self, runner: Any, log: list[tuple[str, Any]]) -> None:
-        self.runner = runner
-        self.log = log
-
-    async def rows(self, conn: Any, sql: str, args: Any) -> Any:
-        self.log.append((sql, args))
-        return await self.runner.rows(conn, sql, args)
-
-    async def rowcount(self, conn: Any, sql: str, args: Any) -> Any:
-        self.log.append((sql, args))
-        return await self.runner.rowcount(conn, sql, args)
-
-
 class StatementLog:
-    """Every statement the store sends from now on, whichever way it runs.
+    """Every statement the store sends from now on, seen by SQLAlchemy's ``before_cursor_execute``.
 
-    A borrowed engine runs Core: SQLAlchemy's ``before_cursor_execute`` event sees each
-    statement. An owned engine runs compiled SQL on the driver's connection: its runner is
-    wrapped. Use as a context manager; ``statements`` lists ``(sql, parameters)``.
+    A store whose engine has a cursor-execute listener runs every statement through Core, so the
+    listener sees all of them, on engines the store owns and engines it borrows alike. Use as a
+    context manager; ``statements`` lists ``(sql, parameters)``.
     """
 
     def __init__(self, store: SQLStore) -> None:
         self.statements: list[tuple[str, Any]] = []
         self._engine = store.engine.sync_engine
-        self._executor = store._shared.executor
-        self._runner = getattr(self._executor, "runner", None)
 
     def _on_execute(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         self.statements.append((statement, parameters))
 
     def __enter__(self) -> StatementLog:
         event.listen(self._engine, "before_cursor_execute", self._on_execute)
-        if self._runner is not None:
-            self._executor.runner = _RecordingRunner(self._runner, self.statements)  # type: ignore[attr-defined]
         return self
 
     def __exit__(self, *_: object) -> None:
         event.remove(self._engine, "before_cursor_execute", self._on_execute)
-        if self._runner is not None:
-            self._executor.runner = self._runner  # type: ignore[attr-defined]
 
 
 async def raw_rows(store: SQLStore) -> list[tuple[bytes, bytes, bytes, int | None]]:
@@ -87,6 +65,15 @@ async def raw_rows(store: SQLStore) -> list[tuple[bytes, bytes, bytes, int | Non
             return [(bytes(ns), bytes(kh), bytes(v), exp) for ns, kh, v, exp in result.all()]
     finally:
         await engine.dispose()
+
+
+# the bytes that MySQL escapes and PostgreSQL's text protocol would spell out: the costliest value
+_WORST_CASE = b"\x00'\"\\\x1a\n\r\xff"
+
+
+def value_of(size: int) -> bytes:
+    """``size`` bytes, all of them ones that a driver or server may have to escape."""
+    return (_WORST_CASE * (size // len(_WORST_CASE) + 1))[:size]
 
 
 def with_credentials(url: str, username: str, password: str) -> str:

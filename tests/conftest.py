@@ -91,6 +91,13 @@ def dialect(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+# Behaviour that does not depend on the database (argument checks, what Python computes before or
+# after the SQL) runs once: on SQLite, on an engine the store owns. Behaviour that depends on the
+# SQL, the driver or the server runs on every dialect.
+sqlite_only = pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+owned_only = pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
+
+
 @pytest.fixture
 def url(dialect: str, tmp_path: Path) -> str:
     return dialect_url(dialect, tmp_path)
