@@ -1,10 +1,15 @@
-"""Helpers of the reliability, property and security tests: time bounds, statement logs, raw rows."""
+"""Helpers of the tests: time bounds, statement logs, raw rows, the commands run in this process."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import io
+import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import event, select
@@ -13,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from sqlsession import SQLStore
 from sqlsession._dialects import async_url
+from sqlsession.cli import main
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -101,3 +107,51 @@ def chain(error: BaseException) -> Sequence[BaseException]:
         seen.append(current)
         current = current.__cause__ or current.__context__
     return seen
+
+
+# -- the commands, run in this process -----------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Ran:
+    """What a command printed, and its exit status."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def sqlsession_command(*args: str, stdin: str = "") -> Ran:
+    """``python -m sqlsession ARGS``, in this process: ``sqlsession.cli.main``, which is all that
+    ``python -m sqlsession`` runs (``test_cli.py`` also runs the real one once). It runs an event loop
+    of its own: from an async test, call it in a thread (``asyncio.to_thread``). The environment and
+    working directory are this process's (``monkeypatch.setenv``, ``monkeypatch.chdir``)."""
+    out, err = io.StringIO(), io.StringIO()
+    real_stdin, sys.stdin = sys.stdin, io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exited:  # argparse: --help, usage errors
+                code = 0 if exited.code is None else exited.code if isinstance(exited.code, int) else 1
+    finally:
+        sys.stdin = real_stdin
+    return Ran(code, out.getvalue(), err.getvalue())
+
+
+def litestar_command(app: str, *args: str, app_dir: Path = ROOT, stdin: str = "") -> Ran:
+    """``litestar --app APP sqlsession ARGS``, in this process (click's test runner); the app's module
+    is imported afresh, so that it reads the environment of this call. Not from a running event loop.
+    ``stdout`` holds everything printed (click mixes in stderr in some versions)."""
+    from click.testing import CliRunner
+    from litestar.cli.main import litestar_group
+
+    sys.modules.pop(app.partition(":")[0], None)
+    result = CliRunner().invoke(
+        litestar_group, ["--app-dir", str(app_dir), "--app", app, "sqlsession", *args], input=stdin
+    )
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Ran(result.exit_code, result.output, result.output)
