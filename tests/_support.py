@@ -62,6 +62,30 @@ class StatementLog:
         event.remove(self._engine, "before_cursor_execute", self._on_execute)
 
 
+class BeforeStatement:
+    """Runs ``action`` once, inside a call of the store, just before the first statement of the
+    store's engine that starts with ``verb`` is sent: another client's write between two statements
+    of one call (say, between a renewal's read and its write). Seen through SQLAlchemy's
+    ``before_cursor_execute`` (with a listener the store runs its statements through Core); the action
+    is awaited through the connection's ``run_async``. Use as a context manager; ``ran`` tells."""
+
+    def __init__(self, store: SQLStore, verb: str, action: Callable[[], Awaitable[object]]) -> None:
+        self.verb, self.action, self.ran = verb.upper(), action, False
+        self._engine = store.engine.sync_engine
+
+    def _before(self, conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if not self.ran and statement.lstrip().upper().startswith(self.verb):
+            self.ran = True
+            conn.connection.dbapi_connection.run_async(lambda _driver_connection: self.action())
+
+    def __enter__(self) -> BeforeStatement:
+        event.listen(self._engine, "before_cursor_execute", self._before)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        event.remove(self._engine, "before_cursor_execute", self._before)
+
+
 async def raw_rows(store: SQLStore) -> list[tuple[bytes, bytes, bytes, int | None]]:
     """Every row of the store's table as stored, read on a connection of its own."""
     engine = create_async_engine(store.engine.url)
