@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlsession import SQLStore
 from sqlsession._dialects import async_url
 
-from ._servers import private_postgres  # noqa: F401  (registers the fixture)
+from ._servers import _private_postgres_server, private_postgres  # noqa: F401  (registers the fixtures)
 
 POSTGRES_URL = os.environ.get("SQLSESSION_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("SQLSESSION_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
