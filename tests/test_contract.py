@@ -1,4 +1,8 @@
-"""The behaviour contract of SQLStore, run on every dialect and driver against real servers."""
+"""The behaviour contract of SQLStore, run on every dialect and driver against real servers.
+
+On an engine the store owns; on engines it borrows, each call commits what it writes (those
+engines are not in autocommit): ``test_engine.py``. Through PgBouncer, both: ``test_pgbouncer.py``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from sqlsession import DEFAULT_MAX_VALUE_SIZE, SQLStore
 
 from ._support import value_of, within
 from .conftest import Clock, owned_only
+
+pytestmark = owned_only  # a module mark: test_pgbouncer.py collects these tests on both engine modes
 
 # -- set / get ------------------------------------------------------------------------------------
 
@@ -40,7 +46,6 @@ async def test_set_replaces_value_and_expiry(store: SQLStore) -> None:
     assert await store.expires_in("k") == -1
 
 
-@owned_only  # the bytes go through the driver the same way on engines the store owns and borrows
 @within(60)
 async def test_value_of_exactly_max_value_size_round_trips_on_default_server_settings(
     store: SQLStore,

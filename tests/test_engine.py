@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from sqlsession import SQLStore, TableMissingError
 
+from ._support import raw_rows, within
 from .conftest import Clock, create_table, drop_table, sqlite_only, unique_table
 
 
@@ -85,6 +86,43 @@ async def test_borrowed_engine_is_never_disposed_nor_changed(url: str, clock: Cl
         assert await store.get("k") == b"kept"
         await drop_table(store)
     finally:
+        await engine.dispose()
+
+
+@within(60)
+async def test_every_call_on_a_borrowed_engine_commits_what_it_writes(url: str, clock: Clock) -> None:
+    # an engine of the application's is not in autocommit: the drivers open transactions by themselves
+    engine = create_async_engine(url)
+    store = SQLStore(engine, table_name=unique_table(), clock=clock)
+    lazy = SQLStore(engine, table_name=store.table.name, clock=clock, renew_threshold=0.5)
+    await create_table(store)
+
+    async def committed() -> dict[bytes, int | None]:
+        """Value -> expiry of every row, as another connection sees them."""
+        return {value: expires_at for _ns, _kh, value, expires_at in await raw_rows(store)}
+
+    try:
+        now_us = round(clock.now * 1_000_000)
+        await store.set("k", b"v", expires_in=100)
+        await store.set("gone", b"g", expires_in=-1)
+        await store.with_namespace("child").set("c", b"c")
+        assert await committed() == {b"v": now_us + 100_000_000, b"g": now_us - 1_000_000, b"c": None}
+        assert await store.get("k", renew_for=200) == b"v"  # the renewal statement (RETURNING, or CAS)
+        assert (await committed())[b"v"] == now_us + 200_000_000
+        assert await lazy.get("k", renew_for=1000) == b"v"  # a read, then a compare-and-set
+        assert (await committed())[b"v"] == now_us + 1000_000_000
+        assert await store.delete_expired() == 1
+        await store.with_namespace("child").delete_all()
+        assert await committed() == {b"v": now_us + 1000_000_000}
+        await store.delete("k")
+        assert await committed() == {}
+        # and reads leave nothing open that would keep the table from being dropped
+        assert await store.get("k") is None
+        assert await store.exists("k") is False
+        assert await store.expires_in("k") is None
+        assert (await store.stats()).rows == 0
+    finally:
+        await drop_table(store)
         await engine.dispose()
 
 

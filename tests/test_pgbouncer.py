@@ -32,7 +32,8 @@ from ._servers import PrivatePgBouncer, private_pgbouncer_for
 from ._support import Ran, sqlsession_command, within
 from .conftest import POSTGRES_URL, REQUIRE_ALL, Clock, _reachable, create_table, drop_table, unique_table
 
-# the whole contract, collected again in this module, where the fixtures below give it its stores
+# the whole contract, collected again in this module, where the fixtures below give it its stores (on
+# both engine modes: test_contract.py's module mark that keeps it to one does not come along)
 globals().update(
     {name: getattr(test_contract, name) for name in dir(test_contract) if name.startswith("test_")}
 )
