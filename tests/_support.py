@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import io
@@ -149,33 +150,44 @@ class Ran:
 
 def sqlsession_command(*args: str, stdin: str = "") -> Ran:
     """``python -m sqlsession ARGS``, in this process: ``sqlsession.cli.main``, which is all that
-    ``python -m sqlsession`` runs (``test_cli.py`` also runs the real one once). It runs an event loop
-    of its own: from an async test, call it in a thread (``asyncio.to_thread``). The environment and
-    working directory are this process's (``monkeypatch.setenv``, ``monkeypatch.chdir``)."""
+    ``python -m sqlsession`` runs (``test_cli.py`` also runs the real one once), in a thread of its
+    own (it runs an event loop of its own); an async test calls it through ``asyncio.to_thread``, so
+    as not to block its loop. The environment and working directory are this process's
+    (``monkeypatch.setenv``, ``monkeypatch.chdir``)."""
     out, err = io.StringIO(), io.StringIO()
+
+    def command() -> int:
+        try:
+            return main(list(args))
+        except SystemExit as exited:  # argparse: --help, usage errors
+            return 0 if exited.code is None else exited.code if isinstance(exited.code, int) else 1
+
     real_stdin, sys.stdin = sys.stdin, io.StringIO(stdin)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(list(args))
-            except SystemExit as exited:  # argparse: --help, usage errors
-                code = 0 if exited.code is None else exited.code if isinstance(exited.code, int) else 1
+            code = _in_a_thread(command)
     finally:
         sys.stdin = real_stdin
     return Ran(code, out.getvalue(), err.getvalue())
 
 
+def _in_a_thread(function: Callable[[], Any]) -> Any:
+    """``function()`` in a thread of its own: a command runs an event loop of its own, which must not
+    touch this thread's (an async test's, or the one pytest-asyncio keeps for the next test)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(function).result()
+
+
 def litestar_command(app: str, *args: str, app_dir: Path = ROOT, stdin: str = "") -> Ran:
     """``litestar --app APP sqlsession ARGS``, in this process (click's test runner); the app's module
-    is imported afresh, so that it reads the environment of this call. Not from a running event loop.
+    is imported afresh, so that it reads the environment of this call. In a thread of its own.
     ``stdout`` holds everything printed (click mixes in stderr in some versions)."""
     from click.testing import CliRunner
     from litestar.cli.main import litestar_group
 
     sys.modules.pop(app.partition(":")[0], None)
-    result = CliRunner().invoke(
-        litestar_group, ["--app-dir", str(app_dir), "--app", app, "sqlsession", *args], input=stdin
-    )
+    argv = ["--app-dir", str(app_dir), "--app", app, "sqlsession", *args]
+    result = _in_a_thread(lambda: CliRunner().invoke(litestar_group, argv, input=stdin))
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return Ran(result.exit_code, result.output, result.output)
