@@ -5,8 +5,9 @@ other tests, other projects and the developer use it. ``PrivatePostgres`` runs t
 binaries (the highest ``/usr/lib/postgresql/<version>/bin``) on a temporary data directory and a
 free port of 127.0.0.1, with trust authentication and ``fsync=off``. PostgreSQL refuses to run as
 root: as root, its commands run as an unprivileged OS user (``postgres``, else ``nobody``) who owns
-the temporary directory. The ``private_postgres`` fixture gives a test a running one and removes it
-afterwards, whatever the outcome; an ``atexit`` handler stops any left over as a last resort.
+the temporary directory. The ``private_postgres`` fixture gives a test a running one (one per test
+run, started again for each test that needs it) and removes it at the end of the run, whatever the
+outcome; an ``atexit`` handler stops any left over as a last resort.
 """
 
 from __future__ import annotations
@@ -239,11 +240,10 @@ def _close_all() -> None:
         server.close()
 
 
-@pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
-    """A running private PostgreSQL for this test alone, free to stop and restart; removed after
-    the test whatever its outcome. No binaries: skipped, or failed with
-    ``SQLSESSION_REQUIRE_ALL_DIALECTS=1``."""
+@pytest.fixture(scope="session")
+def _private_postgres_server() -> Iterator[PrivatePostgres]:
+    """One private PostgreSQL for the test run (made once: ``initdb`` is the slow part), removed at
+    its end. No binaries: skipped, or failed with ``SQLSESSION_REQUIRE_ALL_DIALECTS=1``."""
     try:
         server = PrivatePostgres()
     except ServerUnavailable as reason:
@@ -251,10 +251,21 @@ def private_postgres() -> Iterator[PrivatePostgres]:
             pytest.fail(f"SQLSESSION_REQUIRE_ALL_DIALECTS=1 but cannot run a private PostgreSQL: {reason}")
         pytest.skip(f"cannot run a private PostgreSQL: {reason}")
     try:
-        server.start()
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def private_postgres(_private_postgres_server: PrivatePostgres) -> Iterator[PrivatePostgres]:
+    """A running private PostgreSQL, free to stop and restart: the run's one, started again if a
+    test before left it stopped. Tests on it use tables of their own; it is the machine's own
+    server's tests never touch."""
+    server = _private_postgres_server
+    server.start()  # a no-op when it runs
+    yield server
+    if not server.running():  # the next test finds it running, whatever this one did
+        server.start()
 
 
 # -- PgBouncer ------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlsession import SQLStore
 from sqlsession._dialects import async_url
 
-from ._servers import private_postgres  # noqa: F401  (registers the fixture)
+from ._servers import _private_postgres_server, private_postgres  # noqa: F401  (registers the fixtures)
 
 POSTGRES_URL = os.environ.get("SQLSESSION_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("SQLSESSION_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
@@ -89,6 +89,13 @@ def clock() -> Clock:
 @pytest.fixture(params=list(DIALECTS))
 def dialect(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+# Behaviour that does not depend on the database (argument checks, what Python computes before or
+# after the SQL) runs once: on SQLite, on an engine the store owns. Behaviour that depends on the
+# SQL, the driver or the server runs on every dialect.
+sqlite_only = pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+owned_only = pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
 
 
 @pytest.fixture

@@ -1,18 +1,25 @@
 """End to end: the example app under a real server (``litestar run``), driven by a real HTTP client.
 
-The app runs in another process, so the store's clock cannot be injected there: expiry is
-exercised with short real durations (seconds). Timing is never asserted, only behaviour.
+One app process per dialect serves the module's tests (the restart test starts it again). The app
+runs in another process, so its store's clock cannot be injected: the tests read what the app wrote
+with a store of their own whose clock they set. An entry the app wrote during a request expires
+between ``before + duration`` and ``after + duration``, where ``before`` and ``after`` are the times
+just before the request was sent and just after its answer came; a store at a clock before that
+span sees the entry live, one at its end sees it expired (and ``delete_expired`` removes it, as the
+app's cleanup would). Nothing sleeps and no timing is asserted, only behaviour.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -20,14 +27,18 @@ import pytest
 
 from sqlsession import SQLStore
 
+from ._support import litestar_command, sqlsession_command
 from .conftest import Clock, create_table, dialect_url, drop_table, unique_table
 
 ROOT = Path(__file__).resolve().parent.parent
+SESSION_MAX_AGE = 3600
+CACHE_SECONDS = 600
+RATE_LIMIT = 3
 
 
-@pytest.fixture(params=["sqlite", "asyncpg", "asyncmy"])
-def e2e_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return dialect_url(str(request.param), tmp_path)
+@pytest.fixture(scope="module", params=["sqlite", "asyncpg", "asyncmy"])
+def e2e_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return dialect_url(str(request.param), tmp_path_factory.mktemp("e2e"))
 
 
 @pytest.fixture
@@ -51,6 +62,7 @@ class App:
     """The example app in a process of its own, started by the README's command."""
 
     def __init__(self, url: str, table: str, log: Path, **settings: str) -> None:
+        self.url, self.table = url, table
         self.env = {
             **os.environ,
             "SQLSESSION_URL": url,
@@ -68,7 +80,7 @@ class App:
         command += ["--host", "127.0.0.1", "--port", str(port)]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # a guard against a hang, not a speed
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 pytest.fail(f"the app exited with {self.process.returncode}:\n{self.log.read_text()}")
@@ -76,7 +88,7 @@ class App:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                     break
             except OSError:
-                time.sleep(0.1)
+                time.sleep(0.05)
         else:
             self.stop()
             pytest.fail(f"the app did not start listening:\n{self.log.read_text()}")
@@ -93,21 +105,42 @@ class App:
         self.process = None
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=10)
+        return httpx.Client(base_url=self.base_url, timeout=30)
+
+    @contextlib.asynccontextmanager
+    async def store(self, namespace: str, at: float) -> AsyncIterator[SQLStore]:
+        """A store of the app's namespace ``namespace`` whose clock reads ``at``."""
+        root = SQLStore.with_url(self.url, table_name=self.table, clock=lambda: at)
+        try:
+            yield root.with_namespace(namespace)
+        finally:
+            await root.close()
 
 
-@pytest.fixture
-def app_factory(e2e_url: str, e2e_table: str, tmp_path: Path) -> Iterator[type[App]]:
-    apps: list[App] = []
-
-    class Bound(App):
-        def __init__(self, **settings: str) -> None:
-            super().__init__(e2e_url, e2e_table, tmp_path / "app.log", **settings)
-            apps.append(self)
-
-    yield Bound
-    for app in apps:
+@pytest.fixture(scope="module")
+def app(e2e_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    """The example app on a table of its own (made and dropped by the README's commands), with
+    durations long enough that nothing expires by itself during the tests."""
+    table = unique_table()
+    where = ("--url", e2e_url, "--table", table)
+    upgraded = sqlsession_command("upgrade", *where)
+    assert upgraded.returncode == 0, upgraded.stderr
+    app = App(
+        e2e_url,
+        table,
+        tmp_path_factory.mktemp("app") / "app.log",
+        EXAMPLE_SESSION_MAX_AGE=str(SESSION_MAX_AGE),
+        EXAMPLE_RENEW_ON_ACCESS="1",
+        EXAMPLE_CACHE_SECONDS=str(CACHE_SECONDS),
+        EXAMPLE_RATE_LIMIT=str(RATE_LIMIT),
+    )
+    try:
+        app.start()
+        yield app
+    finally:
         app.stop()
+        dropped = sqlsession_command("downgrade", "--yes", *where)
+        assert dropped.returncode == 0, dropped.stderr
 
 
 def visits(client: httpx.Client, cookie: str | None = None) -> tuple[int, str]:
@@ -118,9 +151,22 @@ def visits(client: httpx.Client, cookie: str | None = None) -> tuple[int, str]:
     return int(response.json()["visits"]), response.cookies.get("session") or cookie or ""
 
 
-def test_session_survives_requests_and_a_restart_of_the_app(app_factory: type[App]) -> None:
-    app = app_factory()
-    app.start()
+def timed(request: Callable[[], object]) -> tuple[float, float]:
+    """When a request was sent and when its answer came: ``(before, after)``, after the last one's."""
+    before = time.time()
+    request()
+    after = time.time()
+    while time.time() <= after:  # the next request's span starts strictly later
+        pass
+    return before, after
+
+
+async def live_at(app: App, namespace: str, key: str, at: float) -> bool:
+    async with app.store(namespace, at) as store:
+        return await store.exists(key)
+
+
+def test_session_survives_requests_and_a_restart_of_the_app(app: App) -> None:
     with app.client() as client:
         assert [visits(client)[0] for _ in range(2)] == [1, 2]
         cookie = client.cookies["session"]
@@ -130,51 +176,70 @@ def test_session_survives_requests_and_a_restart_of_the_app(app_factory: type[Ap
         assert visits(client, cookie)[0] == 3
 
 
-def test_session_expires_after_max_age(app_factory: type[App]) -> None:
-    app = app_factory(EXAMPLE_SESSION_MAX_AGE="2")
-    app.start()
+async def test_session_is_kept_for_max_age_and_not_served_once_expired(app: App) -> None:
     with app.client() as client:
-        count, cookie = visits(client)
-        assert count == 1
-        assert visits(client, cookie)[0] == 2
-        time.sleep(2.3)
-        # the same cookie, sent explicitly: the server-side entry has expired
-        assert visits(client, cookie)[0] == 1
+        cookie = ""
+
+        def first() -> None:
+            nonlocal cookie
+            count, cookie = visits(client)
+            assert count == 1
+
+        before, after = await asyncio.to_thread(timed, first)
+        assert await live_at(app, "sessions", cookie, before + SESSION_MAX_AGE - 0.001)
+        assert not await live_at(app, "sessions", cookie, after + SESSION_MAX_AGE)
+        async with app.store("sessions", after + SESSION_MAX_AGE) as expired:
+            assert await expired.delete_expired() >= 1  # what the cleanup does once it has expired
+        # the same cookie, sent explicitly: the server-side entry is gone, a new session starts
+        assert (await asyncio.to_thread(visits, client, cookie))[0] == 1
 
 
-def test_renewed_session_does_not_expire(app_factory: type[App]) -> None:
-    app = app_factory(EXAMPLE_SESSION_MAX_AGE="2", EXAMPLE_RENEW_ON_ACCESS="1")
-    app.start()
+async def test_renewed_session_expires_max_age_after_its_last_request(app: App) -> None:
     with app.client() as client:
-        count, cookie = visits(client)
-        counts = [count]
-        for _ in range(3):  # 3.6 s in all, well past max_age, each request within it of the last
-            time.sleep(1.2)
-            counts.append(visits(client, cookie)[0])
+        counts: list[int] = []
+        cookie = ""
+
+        def request() -> None:
+            nonlocal cookie
+            count, cookie = visits(client, cookie or None)
+            counts.append(count)
+
+        _, previous_after = await asyncio.to_thread(timed, request)
+        for _ in range(3):
+            before, after = await asyncio.to_thread(timed, request)
+            # moved past where the request before had put it, to max_age after this request
+            assert await live_at(app, "sessions", cookie, previous_after + SESSION_MAX_AGE)
+            assert await live_at(app, "sessions", cookie, before + SESSION_MAX_AGE - 0.001)
+            assert not await live_at(app, "sessions", cookie, after + SESSION_MAX_AGE)
+            previous_after = after
         assert counts == [1, 2, 3, 4]
 
 
-def test_cached_route_is_computed_once_per_expiry(app_factory: type[App]) -> None:
-    app = app_factory(EXAMPLE_CACHE_SECONDS="2")
-    app.start()
+async def test_cached_route_is_computed_once_per_expiry(app: App) -> None:
+    async with app.store("response_cache", time.time()) as cache:
+        await cache.delete_all()  # what the module's other tests cached
     with app.client() as client:
-        first = client.get("/cached").json()["made_at"]
-        assert client.get("/cached").json()["made_at"] == first
-        assert first in client.get("/").text
-        time.sleep(2.3)
-        assert client.get("/cached").json()["made_at"] != first
+        made_at: list[str] = []
+        before, after = await asyncio.to_thread(
+            timed, lambda: made_at.append(client.get("/cached").json()["made_at"])
+        )
+        assert (await asyncio.to_thread(client.get, "/cached")).json()["made_at"] == made_at[0]
+        assert made_at[0] in (await asyncio.to_thread(client.get, "/")).text
+        async with app.store("response_cache", before + CACHE_SECONDS - 0.001) as cache:
+            stats = await cache.stats()
+            assert stats.rows >= 1 and stats.expired == 0
+        async with app.store("response_cache", after + CACHE_SECONDS) as cache:
+            assert (await cache.stats()).expired == stats.rows  # all of it expires with the route
+            assert await cache.delete_expired() == stats.rows  # what the cleanup does then
+        assert (await asyncio.to_thread(client.get, "/cached")).json()["made_at"] != made_at[0]
 
 
-def test_rate_limited_route_answers_429_past_its_limit(app_factory: type[App]) -> None:
-    app = app_factory(EXAMPLE_RATE_LIMIT="3")
-    app.start()
+def test_rate_limited_route_answers_429_past_its_limit(app: App) -> None:
     with app.client() as client:
         assert [client.get("/limited").status_code for _ in range(5)] == [200, 200, 200, 429, 429]
 
 
-def test_page_shows_visit_count_and_cached_time(app_factory: type[App]) -> None:
-    app = app_factory()
-    app.start()
+def test_page_shows_visit_count_and_cached_time(app: App) -> None:
     with app.client() as client:
         assert 'id="visits">1<' in client.get("/").text
         made_at = client.get("/cached").json()["made_at"]
@@ -200,30 +265,29 @@ async def _known_content(url: str, table: str, clock: Clock) -> None:
         await store.__aexit__(None, None, None)
 
 
-def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120
-    )
-
-
-async def test_cli_commands_print_the_right_counts(e2e_url: str, e2e_table: str, clock: Clock) -> None:
+async def test_cli_commands_print_the_right_counts(
+    e2e_url: str, e2e_table: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await _known_content(e2e_url, e2e_table, clock)
-    env = {"SQLSESSION_URL": e2e_url, "SQLSESSION_TABLE": e2e_table}
-    litestar = [sys.executable, "-m", "litestar", "--app", "examples.app:app", "sqlsession"]
-    standalone = [sys.executable, "-m", "sqlsession"]
-    where = ["--url", e2e_url, "--table", e2e_table]
+    monkeypatch.setenv("SQLSESSION_URL", e2e_url)
+    monkeypatch.setenv("SQLSESSION_TABLE", e2e_table)
+    where = ("--url", e2e_url, "--table", e2e_table)
 
-    for stats in (_run([*litestar, "stats"], env), _run([*standalone, "stats", *where], {})):
-        assert stats.returncode == 0, stats.stderr
-        assert f"table {e2e_table}: 5 rows, 3 expired" in stats.stdout
-        assert re.search(r"LITESTAR/sessions: 3 rows, 1 expired", stats.stdout)
-        assert re.search(r"LITESTAR/rate_limit: 2 rows, 2 expired", stats.stdout)
+    def in_app(command: str) -> str:
+        ran = litestar_command("examples.app:app", command)
+        assert ran.returncode == 0, ran.stdout
+        return ran.stdout
 
-    deleted = _run([*litestar, "delete-expired"], env)
-    assert deleted.returncode == 0, deleted.stderr
-    assert "deleted 3 expired entries" in deleted.stdout
-    again = _run([*standalone, "delete-expired", *where], {})
-    assert again.returncode == 0, again.stderr
-    assert "deleted 0 expired entries" in again.stdout
-    after = _run([*standalone, "stats", *where], {})
-    assert f"table {e2e_table}: 2 rows, 0 expired" in after.stdout
+    def standalone(command: str) -> str:
+        ran = sqlsession_command(command, *where)
+        assert ran.returncode == 0, ran.stderr
+        return ran.stdout
+
+    for stats in (await asyncio.to_thread(in_app, "stats"), await asyncio.to_thread(standalone, "stats")):
+        assert f"table {e2e_table}: 5 rows, 3 expired" in stats
+        assert re.search(r"LITESTAR/sessions: 3 rows, 1 expired", stats)
+        assert re.search(r"LITESTAR/rate_limit: 2 rows, 2 expired", stats)
+
+    assert "deleted 3 expired entries" in await asyncio.to_thread(in_app, "delete-expired")
+    assert "deleted 0 expired entries" in await asyncio.to_thread(standalone, "delete-expired")
+    assert f"table {e2e_table}: 2 rows, 0 expired" in await asyncio.to_thread(standalone, "stats")

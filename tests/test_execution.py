@@ -27,7 +27,7 @@ from sqlsession import SQLStore, StoreError
 from sqlsession._dialects import async_url
 from sqlsession._keys import encode_namespace, key_digest
 
-from .conftest import create_table, drop_table, unique_table
+from .conftest import create_table, drop_table, sqlite_only, unique_table
 
 
 def _store(url: str, engine_mode: str, table: str, **engine_options: Any) -> SQLStore:
@@ -175,6 +175,7 @@ async def _lock_table(url: str, table: str) -> tuple[AsyncEngine, Any]:
     return engine, conn
 
 
+@sqlite_only  # the pool waits and gives up the same way whatever the database
 async def test_pool_timeout_is_honoured(url: str, engine_mode: str) -> None:
     table = unique_table()
     store = _store(url, engine_mode, table, pool_size=1, max_overflow=0, pool_timeout=1)
@@ -182,8 +183,11 @@ async def test_pool_timeout_is_honoured(url: str, engine_mode: str) -> None:
     try:
         lock_engine, lock = await _lock_table(url, table)
         try:
+            taken = asyncio.Event()
+            event.listen(store.engine.sync_engine, "checkout", lambda *_: taken.set())
             blocked = asyncio.ensure_future(store.set("a", b"1"))  # takes the only connection, waits
-            await asyncio.sleep(0.3)
+            with anyio.fail_after(20):
+                await taken.wait()
             with anyio.fail_after(6):  # SQLAlchemy's pool gives up after pool_timeout=1 s
                 with pytest.raises(StoreError, match="pool_timeout"):
                     await store.set("b", b"2")

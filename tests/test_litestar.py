@@ -18,7 +18,7 @@ from litestar.testing import TestClient
 
 from sqlsession import SQLStore
 
-from .conftest import create_table, drop_table
+from .conftest import create_table, drop_table, owned_only, sqlite_only
 
 
 @get("/visit")
@@ -37,6 +37,8 @@ def cached() -> dict[str, int]:
     return {"computed": calls["cached"]}
 
 
+@sqlite_only
+@owned_only
 def test_is_a_litestar_namespaced_store(store: SQLStore) -> None:
     assert isinstance(store, NamespacedStore)
     assert isinstance(store.with_namespace("x"), SQLStore)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import configparser
+import contextlib
+import io
+import logging
 import os
 import subprocess
 import sys
 import textwrap
+import traceback
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.config import CommandLine, Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
@@ -29,8 +36,62 @@ ROOT = Path(__file__).resolve().parent.parent
 def alembic(
     *args: str, url: str, table: str | None = None, cwd: Path = ROOT, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "alembic", *(["-x", f"table={table}"] if table else []), *args]
-    return run(command, cwd=cwd, env={"SQLSESSION_URL": url, **(env or {})})
+    """``alembic [-x table=TABLE] ARGS`` with the project's alembic.ini and ``SQLSESSION_URL=url``;
+    run in this process (``in_process_alembic``) unless in another working directory."""
+    argv = [*(["-x", f"table={table}"] if table else []), *args]
+    env = {"SQLSESSION_URL": url, **(env or {})}
+    if cwd != ROOT:
+        return run([sys.executable, "-m", "alembic", *argv], cwd=cwd, env=env)
+    return in_process_alembic(argv, env)
+
+
+def in_process_alembic(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """What ``python -m alembic ARGV`` run in the project's directory does, in a thread of this
+    process (the environment runs an event loop of its own): alembic.ini's ``[alembic]`` settings,
+    the environment minus any SQLSESSION_* variable plus ``env``, what alembic prints on stdout and
+    what alembic.ini's logging would print on stderr; the exit status of alembic's command line."""
+    parser = configparser.ConfigParser(defaults={"here": str(ROOT)})
+    parser.read(ROOT / "alembic.ini")
+    cli = CommandLine()
+    options = cli.parser.parse_args(argv)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    config = Config(stdout=stdout, cmd_opts=options)
+    for name, value in parser.items("alembic"):
+        if name not in ("here", "prepend_sys_path"):  # sqlsession is importable already
+            config.set_main_option(name, value.replace("%", "%%"))
+    handler = logging.StreamHandler(stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)-5.5s [%(name)s] %(message)s"))
+    saved_env, alembic_logger = dict(os.environ), logging.getLogger("alembic")
+    saved_level = alembic_logger.level
+
+    def command() -> int:
+        try:
+            cli.run_cmd(config, options)
+        except SystemExit as exited:  # alembic's "FAILED: ..." exit
+            return exited.code if isinstance(exited.code, int) else 1
+        except Exception:
+            stderr.write(traceback.format_exc())
+            return 1
+        return 0
+
+    os.environ.clear()
+    os.environ.update({k: v for k, v in saved_env.items() if not k.startswith("SQLSESSION_")}, **env)
+    logging.getLogger().addHandler(handler)
+    alembic_logger.setLevel(logging.INFO)
+    try:
+        with (
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(stderr),
+            concurrent.futures.ThreadPoolExecutor(1) as thread,
+        ):
+            returncode = thread.submit(command).result()
+    finally:
+        alembic_logger.setLevel(saved_level)
+        logging.getLogger().removeHandler(handler)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    output = stdout.getvalue(), stderr.getvalue()
+    return subprocess.CompletedProcess(["alembic", *argv], returncode % 256, *output)
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -38,7 +38,7 @@ from sqlsession.plugin import DEFAULT_ON_ERROR
 from ._outage import Outage
 from ._servers import PrivatePostgres
 from ._support import within
-from .conftest import Clock, create_table, drop_table, unique_table
+from .conftest import Clock, create_table, drop_table, owned_only, sqlite_only, unique_table
 
 
 @dataclass
@@ -166,6 +166,7 @@ async def test_a_raise_store_raises_store_unavailable_error_while_unreachable(se
     assert await store.get("kept") == b"before"
 
 
+@owned_only
 @within(60)
 async def test_maintenance_calls_raise_also_on_a_miss_store(setting: Setting) -> None:
     store = setting.make(on_error="miss")
@@ -176,6 +177,8 @@ async def test_maintenance_calls_raise_also_on_a_miss_store(setting: Setting) ->
         await store.stats()
 
 
+@sqlite_only
+@owned_only
 @within(60)
 async def test_arguments_are_checked_whatever_on_error(setting: Setting) -> None:
     store = setting.make(on_error="miss")
@@ -194,6 +197,7 @@ async def test_arguments_are_checked_whatever_on_error(setting: Setting) -> None
         await store.delete(None)  # type: ignore[arg-type]
 
 
+@owned_only
 async def test_a_missing_table_still_raises_on_a_miss_store(setting: Setting) -> None:
     # a misconfiguration (the migrations were not run), not an outage: it must not go unnoticed
     store = setting.make(on_error="miss", table_name=unique_table())
@@ -204,6 +208,8 @@ async def test_a_missing_table_still_raises_on_a_miss_store(setting: Setting) ->
     assert not setting.breaker(store).is_open
 
 
+@sqlite_only
+@owned_only
 @within(60)
 async def test_namespaces_inherit_on_error_and_can_choose_their_own(setting: Setting) -> None:
     parent = setting.make(on_error="miss")
@@ -219,6 +225,7 @@ async def test_namespaces_inherit_on_error_and_can_choose_their_own(setting: Set
 # -- the circuit breaker --------------------------------------------------------------------------
 
 
+@owned_only
 @within(60)
 async def test_the_breaker_stops_trying_after_repeated_failures_and_probes_after_the_back_off(
     setting: Setting,
@@ -258,6 +265,8 @@ async def test_the_breaker_stops_trying_after_repeated_failures_and_probes_after
     assert await store.get("k") == b"v2"
 
 
+@sqlite_only
+@owned_only
 @within(60)
 async def test_the_breaker_is_shared_by_the_namespaces_and_closed_by_a_raise_store(setting: Setting) -> None:
     parent = setting.make()  # "raise"
@@ -281,6 +290,8 @@ async def test_the_breaker_is_shared_by_the_namespaces_and_closed_by_a_raise_sto
     assert monotonic.now == Monotonic().now
 
 
+@sqlite_only
+@owned_only
 @within(60)
 async def test_a_cancelled_probe_does_not_keep_the_breaker_half_open(setting: Setting) -> None:
     store = setting.make(on_error="miss")
@@ -300,6 +311,8 @@ async def test_a_cancelled_probe_does_not_keep_the_breaker_half_open(setting: Se
 # -- logging --------------------------------------------------------------------------------------
 
 
+@sqlite_only
+@owned_only
 @within(60)
 async def test_misses_are_logged_as_one_warning_per_interval(
     setting: Setting, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch

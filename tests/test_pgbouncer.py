@@ -14,8 +14,6 @@ Core path; and without the option the same set-up fails, which shows that it tes
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -32,10 +30,11 @@ from sqlsession.schema import HEAD_REVISION
 
 from . import test_contract
 from ._servers import PrivatePgBouncer, private_pgbouncer_for
-from ._support import within
+from ._support import Ran, sqlsession_command, within
 from .conftest import POSTGRES_URL, REQUIRE_ALL, Clock, _reachable, create_table, drop_table, unique_table
 
-# the whole contract, collected again in this module, where the fixtures below give it its stores
+# the whole contract, collected again in this module, where the fixtures below give it its stores (on
+# both engine modes: test_contract.py's module mark that keeps it to one does not come along)
 globals().update(
     {name: getattr(test_contract, name) for name in dir(test_contract) if name.startswith("test_")}
 )
@@ -223,12 +222,22 @@ async def test_option_configures_each_new_connection_over_given_connect_args(
             async with store.engine.connect() as conn:
                 driver_connection = (await conn.get_raw_connection()).driver_connection
                 if dialect == "asyncpg":
-                    setting = {"statement_cache_size": driver_connection._config.statement_cache_size}
+                    setting = {"statement_cache_size": await _asyncpg_caches_statements(driver_connection)}
+                    expected = {"statement_cache_size": expected["statement_cache_size"] > 0}
                 else:
                     setting = {"prepare_threshold": driver_connection.prepare_threshold}
             assert setting == expected, f"transaction_pooling={pooling}"
         finally:
             await store.close()
+
+
+async def _asyncpg_caches_statements(connection: Any) -> bool:
+    """Whether asyncpg's statement cache is on, as the server sees it: a cached query is prepared
+    under a name (listed in ``pg_prepared_statements``), an uncached one as the unnamed statement."""
+    query = f"SELECT {uuid.uuid4().int % 10**9} AS probe"
+    await connection.fetchval(query)
+    listed = "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1"
+    return bool(await connection.fetchval(listed, query))
 
 
 async def test_option_changes_nothing_on_drivers_without_server_side_prepared_statements(
@@ -256,9 +265,8 @@ def test_commands_run_through_the_pooler_with_the_option(url: str) -> None:
     table = unique_table()
     where = ["--url", url, "--table", table, "--transaction-pooling"]
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "sqlsession", *args, *where]
-        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+    def run(*args: str) -> Ran:
+        return sqlsession_command(*args, *where)
 
     upgraded = run("upgrade")
     assert upgraded.returncode == 0, upgraded.stderr

@@ -19,9 +19,9 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from sqlsession import DELETE_BATCH_SIZE, SQLStore, SQLStorePlugin
-from sqlsession._keys import encode_namespace
 
-from .conftest import Clock, create_table, drop_table, unique_table
+from ._support import raw_rows
+from .conftest import Clock, create_table, drop_table, owned_only, unique_table
 
 
 @get("/ping", sync_to_thread=False)
@@ -204,24 +204,27 @@ async def test_cleanup_errors_are_logged_and_the_loop_carries_on(
 
     with caplog.at_level(logging.ERROR, logger="sqlsession"):
         async with plugin.lifespan():
-            await _until(failed_twice)
-            assert plugin._cleanup_task is not None and not plugin._cleanup_task.done()
+            await _until(failed_twice)  # a failed run did not end the loop: it ran again
     assert "python -m sqlsession upgrade" in caplog.text
 
 
 async def test_cleanup_is_cancelled_at_shutdown(tmp_path: Path) -> None:
     plugin = sqlite_plugin(tmp_path, cleanup_interval=3600, check_on_startup=False)
+    before = asyncio.all_tasks()
     async with plugin.lifespan():
-        task = plugin._cleanup_task
-        assert task is not None and not task.done()
+        started = asyncio.all_tasks() - before
+        assert len(started) == 1  # the cleanup loop
+        (task,) = started
+        assert not task.done()
     assert task.cancelled()
-    assert plugin._cleanup_task is None
+    assert asyncio.all_tasks() == before
 
 
 async def test_no_cleanup_task_when_turned_off(tmp_path: Path) -> None:
     plugin = sqlite_plugin(tmp_path, cleanup_interval=None, check_on_startup=False)
+    before = asyncio.all_tasks()
     async with plugin.lifespan():
-        assert plugin._cleanup_task is None
+        assert asyncio.all_tasks() == before
 
 
 # -- batched delete_expired -------------------------------------------------------------------------
@@ -229,7 +232,9 @@ async def test_no_cleanup_task_when_turned_off(tmp_path: Path) -> None:
 
 async def _fill(store: SQLStore, now_us: int, expired: int, live: int) -> None:
     """Bulk-insert rows into the store's namespace: ``expired`` already expired, ``live`` not."""
-    namespace = encode_namespace(store.namespace_path)
+    await store.set("probe", b"v")  # the namespace as the store writes it
+    (namespace,) = {row[0] for row in await raw_rows(store)}
+    await store.delete("probe")
     rows = [
         {
             "namespace": namespace,
@@ -243,6 +248,7 @@ async def _fill(store: SQLStore, now_us: int, expired: int, live: int) -> None:
         await conn.execute(insert(store.table), rows)
 
 
+@owned_only
 async def test_delete_expired_works_in_batches_and_counts_them_all(store: SQLStore, clock: Clock) -> None:
     expired = DELETE_BATCH_SIZE * 2 + 7
     await _fill(store, round(clock.now * 1_000_000), expired=expired, live=5)
@@ -252,6 +258,7 @@ async def test_delete_expired_works_in_batches_and_counts_them_all(store: SQLSto
     assert (stats.rows, stats.expired) == (5, 0)
 
 
+@owned_only
 async def test_concurrent_cleanups_on_one_table_do_no_harm(
     store: SQLStore, make_store: Callable[..., SQLStore], clock: Clock
 ) -> None:
@@ -266,6 +273,7 @@ async def test_concurrent_cleanups_on_one_table_do_no_harm(
     assert (await store.stats()).rows == 3
 
 
+@owned_only
 async def test_stats_count_rows_per_namespace(store: SQLStore, clock: Clock) -> None:
     child = store.with_namespace("child")
     await store.set("a", b"v")

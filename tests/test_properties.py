@@ -1,8 +1,9 @@
 """Property-based tests (hypothesis): keys, namespaces and values of any shape, on every dialect.
 
 The pure tests of ``sqlsession._keys`` run many examples; the ones against the databases run a
-few dozen per dialect and engine mode, on one table per test (each example cleans up after
-itself), each example bounded in time.
+few dozen per dialect (on an engine the store owns: the bytes are compared by the server, the same
+way whoever owns the engine), on one table per test (each example cleans up after itself), each
+example bounded in time.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlsession._keys import decode_namespace, encode_namespace, key_digest, nam
 from sqlsession.schema import NAMESPACE_MAX_BYTES
 
 from ._support import within
+from .conftest import owned_only
 
 # every code point, lone surrogates included: any Python str is a valid key or namespace
 ANY_CHAR = st.characters(exclude_categories=())
@@ -112,9 +114,10 @@ def test_key_digest_is_the_sha256_of_the_exact_key(a: str, b: str) -> None:
     assert (digest == key_digest(b)) == (a == b)
 
 
-# -- on every dialect and engine mode ---------------------------------------------------------------
+# -- on every dialect ---------------------------------------------------------------------------
 
 
+@owned_only
 @ON_DATABASE
 @given(
     path=SHORT_PATH,
@@ -160,6 +163,7 @@ def _lookalike_keys(draw: st.DrawFn) -> list[str]:
     return list(dict.fromkeys(variants))
 
 
+@owned_only
 @ON_DATABASE
 @given(keys=_lookalike_keys())
 @within(20)
@@ -177,6 +181,7 @@ async def test_distinct_keys_never_collide(store: SQLStore, keys: list[str]) -> 
         await store.delete_all()
 
 
+@owned_only
 @ON_DATABASE
 @given(
     paths=st.lists(TIGHT_PATH, min_size=2, max_size=6, unique=True),

@@ -1,6 +1,7 @@
 """``renew_threshold``: a renewal that would move the expiry by little is a read, not a write.
 
-Every test runs on every dialect, on engines the store owns and engines it borrows; time moves by
+When a renewal writes is decided in Python: those tests run once, on SQLite. The statements it
+writes with (a read, then a compare-and-set on the expiry read) run on every dialect. Time moves by
 the injected clock, never by sleeping.
 """
 
@@ -12,12 +13,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from sqlsession import SQLStore, SQLStorePlugin
-from sqlsession._execution import Executor
 
-from ._support import StatementLog, raw_rows, within
-from .conftest import Clock, create_table, drop_table
+from ._support import BeforeStatement, StatementLog, raw_rows, within
+from .conftest import Clock, create_table, drop_table, owned_only, sqlite_only
 
 R = 100  # renew_for, seconds
 T = 0.1  # renew_threshold
@@ -49,6 +50,8 @@ async def stored_expiry(store: SQLStore) -> int | None:
 # -- the threshold --------------------------------------------------------------------------------
 
 
+@sqlite_only
+@owned_only
 async def test_renewal_within_the_threshold_is_one_read_and_no_write(lazy: SQLStore, clock: Clock) -> None:
     await lazy.set("session", b"data", expires_in=R)
     before = await stored_expiry(lazy)
@@ -60,6 +63,7 @@ async def test_renewal_within_the_threshold_is_one_read_and_no_write(lazy: SQLSt
     assert await lazy.expires_in("session") == R * (1 - T)
 
 
+@owned_only
 async def test_renewal_beyond_the_threshold_writes_the_new_expiry(lazy: SQLStore, clock: Clock) -> None:
     await lazy.set("session", b"data", expires_in=R)
     clock.advance(R * T + 0.001)
@@ -70,6 +74,8 @@ async def test_renewal_beyond_the_threshold_writes_the_new_expiry(lazy: SQLStore
     assert await lazy.expires_in("session") == R
 
 
+@sqlite_only
+@owned_only
 async def test_renewal_shortens_an_expiry_longer_than_renew_for(lazy: SQLStore, clock: Clock) -> None:
     # Litestar's renewal sets the expiry to now + renew_for, also when that is sooner
     await lazy.set("session", b"data", expires_in=R + 1)
@@ -79,6 +85,8 @@ async def test_renewal_shortens_an_expiry_longer_than_renew_for(lazy: SQLStore, 
     assert await lazy.expires_in("session") == R
 
 
+@sqlite_only
+@owned_only
 @within(60)
 async def test_after_a_renewal_the_key_expires_in_between_r_times_1_minus_t_and_r(
     lazy: SQLStore, clock: Clock
@@ -98,6 +106,8 @@ async def test_after_a_renewal_the_key_expires_in_between_r_times_1_minus_t_and_
     assert 0 < writes < 40  # both paths were taken
 
 
+@sqlite_only
+@owned_only
 async def test_a_key_without_expiry_keeps_none_and_is_not_written(lazy: SQLStore) -> None:
     await lazy.set("forever", b"data")
     with StatementLog(lazy) as log:
@@ -106,6 +116,8 @@ async def test_a_key_without_expiry_keeps_none_and_is_not_written(lazy: SQLStore
     assert await lazy.expires_in("forever") == -1
 
 
+@sqlite_only
+@owned_only
 async def test_an_expired_or_missing_key_is_not_renewed(lazy: SQLStore, clock: Clock) -> None:
     await lazy.set("session", b"data", expires_in=R)
     clock.advance(R)
@@ -116,15 +128,21 @@ async def test_an_expired_or_missing_key_is_not_renewed(lazy: SQLStore, clock: C
     assert await lazy.exists("session") is False
 
 
-@pytest.mark.parametrize("renew_for", [R, float(R), timedelta(seconds=R)])
-async def test_renew_for_in_any_unit_uses_the_threshold(lazy: SQLStore, clock: Clock, renew_for: Any) -> None:
-    await lazy.set("session", b"data", expires_in=R)
+@sqlite_only
+@owned_only
+async def test_renew_for_in_any_unit_uses_the_threshold(lazy: SQLStore, clock: Clock) -> None:
+    units: list[Any] = [R, float(R), timedelta(seconds=R)]
+    for renew_for in units:
+        await lazy.set(repr(renew_for), b"data", expires_in=R)
     clock.advance(1)
-    with StatementLog(lazy) as log:
-        assert await lazy.get("session", renew_for=renew_for) == b"data"
-    assert verbs(log) == ["SELECT"]
+    for renew_for in units:
+        with StatementLog(lazy) as log:
+            assert await lazy.get(repr(renew_for), renew_for=renew_for) == b"data"
+        assert verbs(log) == ["SELECT"], renew_for
 
 
+@sqlite_only
+@owned_only
 async def test_namespaces_inherit_the_threshold(lazy: SQLStore, clock: Clock) -> None:
     child = lazy.with_namespace("sessions")
     assert child.renew_threshold == T
@@ -138,6 +156,7 @@ async def test_namespaces_inherit_the_threshold(lazy: SQLStore, clock: Clock) ->
 # -- the default: Litestar's semantics, today's statements -----------------------------------------
 
 
+@owned_only
 async def test_threshold_zero_writes_on_every_renewal_with_the_same_statements(
     store: SQLStore, make_store: Callable[..., SQLStore], clock: Clock, dialect: str
 ) -> None:
@@ -164,33 +183,16 @@ async def test_threshold_zero_writes_on_every_renewal_with_the_same_statements(
 # -- concurrency: the write is a compare-and-set on the version read --------------------------------
 
 
-class _AfterTheRead:
-    """Runs ``action`` once, right after the renewal's read returned, before its write."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, store: SQLStore, action: Callable[[], Any]) -> None:
-        original = Executor.rows
-        read = store._shared.select_value_expiry
-        self.ran = False
-
-        async def rows(executor: Executor, stmt: Any, params: Any, **kwargs: Any) -> Any:
-            result = await original(executor, stmt, params, **kwargs)
-            if not self.ran and stmt is read:
-                self.ran = True
-                await action()
-            return result
-
-        monkeypatch.setattr(Executor, "rows", rows)
-
-
+@owned_only
 async def test_renewal_never_resurrects_a_key_deleted_after_its_read(
-    lazy: SQLStore, make_store: Callable[..., SQLStore], clock: Clock, monkeypatch: pytest.MonkeyPatch
+    lazy: SQLStore, make_store: Callable[..., SQLStore], clock: Clock
 ) -> None:
     other = make_store()
     try:
         await lazy.set("session", b"data", expires_in=R)
         clock.advance(R / 2)  # far beyond the threshold: the renewal writes
-        hook = _AfterTheRead(monkeypatch, lazy, lambda: other.delete("session"))
-        assert await lazy.get("session", renew_for=R) == b"data"  # read before the delete
+        with BeforeStatement(lazy, "UPDATE", lambda: other.delete("session")) as hook:
+            assert await lazy.get("session", renew_for=R) == b"data"  # read before the delete
         assert hook.ran
         assert await raw_rows(lazy) == []
         assert await lazy.get("session") is None
@@ -198,15 +200,17 @@ async def test_renewal_never_resurrects_a_key_deleted_after_its_read(
         await other.__aexit__(None, None, None)
 
 
+@owned_only
 async def test_renewal_leaves_a_key_replaced_after_its_read_as_written(
-    lazy: SQLStore, make_store: Callable[..., SQLStore], clock: Clock, monkeypatch: pytest.MonkeyPatch
+    lazy: SQLStore, make_store: Callable[..., SQLStore], clock: Clock
 ) -> None:
     other = make_store()
     try:
         await lazy.set("session", b"old", expires_in=R)
         clock.advance(R / 2)
-        _AfterTheRead(monkeypatch, lazy, lambda: other.set("session", b"new", expires_in=7))
-        assert await lazy.get("session", renew_for=R) == b"old"
+        with BeforeStatement(lazy, "UPDATE", lambda: other.set("session", b"new", expires_in=7)) as hook:
+            assert await lazy.get("session", renew_for=R) == b"old"
+        assert hook.ran
         assert await lazy.get("session") == b"new"
         assert await lazy.expires_in("session") == 7  # not renewed: another version
     finally:
@@ -228,17 +232,19 @@ BAD_THRESHOLDS = [
 
 
 @pytest.mark.parametrize(("threshold", "error"), BAD_THRESHOLDS)
-def test_bad_renew_threshold_is_refused_everywhere(
-    make_store: Callable[..., SQLStore], threshold: object, error: type[Exception]
-) -> None:
+def test_bad_renew_threshold_is_refused_everywhere(threshold: object, error: type[Exception]) -> None:
     with pytest.raises(error, match="renew_threshold"):
-        make_store(renew_threshold=threshold)
+        SQLStore.with_url("sqlite+aiosqlite://", renew_threshold=threshold)  # type: ignore[arg-type]
+    with pytest.raises(error, match="renew_threshold"):
+        SQLStore(create_async_engine("sqlite+aiosqlite://"), renew_threshold=threshold)  # type: ignore[arg-type]
     with pytest.raises(error, match="renew_threshold"):
         SQLStorePlugin("sqlite+aiosqlite:///:memory:", renew_threshold=threshold)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("threshold", [0, 0.0, 0.5, 0.999])
-def test_good_renew_threshold_is_kept(make_store: Callable[..., SQLStore], threshold: float) -> None:
-    assert make_store(renew_threshold=threshold).renew_threshold == threshold
+def test_good_renew_threshold_is_kept(threshold: float) -> None:
+    assert SQLStore.with_url("sqlite+aiosqlite://", renew_threshold=threshold).renew_threshold == threshold
+    engine = create_async_engine("sqlite+aiosqlite://")
+    assert SQLStore(engine, renew_threshold=threshold).renew_threshold == threshold
     plugin = SQLStorePlugin("sqlite+aiosqlite:///:memory:", renew_threshold=threshold)
     assert plugin.store_for("sessions").renew_threshold == threshold

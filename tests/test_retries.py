@@ -183,13 +183,42 @@ async def test_every_operation_gives_up_with_store_error_after_the_bound(
     assert await store.get("k") == b"v"  # nothing was half-done, and the store goes on
 
 
+def _store_of_one_connection(store: SQLStore, path: str) -> SQLStore:
+    """A store on ``store``'s table and role whose engine has one connection and keeps none checked
+    out between calls: what its pool has checked out is what calls hold."""
+    url = store.engine.url.render_as_string(hide_password=False)
+    table = store.table.name
+    options: dict[str, Any] = {
+        "connect_args": _role_connect_args("asyncpg", f"sqlsession_{table}"),
+        "pool_size": 1,
+        "max_overflow": 0,
+    }
+    if path == "native":
+        return SQLStore.with_url(url, table_name=table, engine_options=options)
+    engine = create_async_engine(url, **options)
+    event.listen(engine.sync_engine, "before_cursor_execute", lambda *_: None)
+    return SQLStore(engine, table_name=table)
+
+
 @pytest.mark.parametrize("driver", ["asyncpg"], indirect=True)
 @pytest.mark.parametrize("path", ["native", "core"], indirect=True)
 @within(60)
 async def test_a_call_cancelled_while_it_waits_to_retry_holds_no_connection(
-    injected: tuple[SQLStore, Injector], monkeypatch: pytest.MonkeyPatch
+    injected: tuple[SQLStore, Injector], path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, injector = injected
+    await _prepare(store)
+    store = _store_of_one_connection(store, path)
+    try:
+        await _cancelled_while_waiting_to_retry(store, injector, monkeypatch)
+    finally:
+        await store.close()
+        await store.engine.dispose()
+
+
+async def _cancelled_while_waiting_to_retry(
+    store: SQLStore, injector: Injector, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(_execution, "BACKOFF_FIRST", 30.0)  # a wait long enough to be cancelled in
     monkeypatch.setattr(_execution, "BACKOFF_MAX", 30.0)
     monkeypatch.setattr(_execution, "random", SimpleNamespace(uniform=lambda _low, high: high))
@@ -202,17 +231,14 @@ async def test_a_call_cancelled_while_it_waits_to_retry_holds_no_connection(
         return delay
 
     monkeypatch.setattr(_execution.Attempts, "next_delay", noting_the_wait)
-    await _prepare(store)
     await injector.fail_next(1)
-    pool, executor = store.engine.sync_engine.pool, store._shared.executor
+    pool = store.engine.sync_engine.pool
 
-    def held_by_calls() -> int:  # checked out, less those the store keeps between calls
-        kept = sum(len(idle) for idle in executor.idle.values())
-        return int(pool.checkedout()) - kept  # type: ignore[attr-defined]
+    def held_by_calls() -> int:  # the store keeps none checked out between calls
+        return int(pool.checkedout())  # type: ignore[attr-defined]
 
     task = asyncio.ensure_future(store.get("k"))
-    await asyncio.wait_for(waiting.wait(), 10)
-    await asyncio.sleep(0.05)  # the failed attempt is over: the call waits to retry
+    await asyncio.wait_for(waiting.wait(), 10)  # the failed attempt is over: the call waits to retry
     assert not task.done()
     assert held_by_calls() == 0
     task.cancel()

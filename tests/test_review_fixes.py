@@ -12,9 +12,10 @@ from sqlsession import SQLStore
 from sqlsession.cli import main
 from sqlsession.schema import store_table
 
-from .conftest import create_table, drop_table, unique_table
+from .conftest import create_table, drop_table, sqlite_only, unique_table
 
 
+@sqlite_only  # what a store reads back is decided in Python, after the same SQL on every dialect
 async def test_a_compressed_value_larger_than_this_stores_limit_reads_as_missing_and_is_not_resealed(
     url: str,
 ) -> None:
@@ -51,6 +52,7 @@ async def test_renewal_with_a_threshold_never_brings_back_a_key_that_expired_aft
         await store.close()
 
 
+@sqlite_only  # checked before any SQL
 async def test_renew_for_out_of_range_is_a_value_error_like_set(url: str) -> None:
     store = SQLStore.with_url(url, table_name=unique_table())
     await create_table(store)

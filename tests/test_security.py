@@ -29,7 +29,7 @@ from sqlsession import SQLStore, StoreError
 from sqlsession._dialects import async_url
 
 from ._support import StatementLog, chain, close_store, raw_rows, with_credentials, within
-from .conftest import dialect_url
+from .conftest import dialect_url, owned_only, sqlite_only
 
 # -- no live session ID in the database -------------------------------------------------------------
 
@@ -40,6 +40,7 @@ def _forms(secret: str) -> list[bytes]:
     return [raw, raw.hex().encode(), base64.b64encode(raw), secret.encode("utf-16-le"), raw[:16]]
 
 
+@owned_only
 @within(30)
 async def test_session_id_never_reaches_the_table(store: SQLStore) -> None:
     session_id = "sid-" + secrets.token_urlsafe(32)
@@ -77,6 +78,7 @@ def _flatten(parameters: Any) -> Iterator[Any]:
         yield getattr(parameters, "obj", parameters)  # psycopg wraps bytes in Binary(obj)
 
 
+@owned_only
 @within(30)
 async def test_only_the_key_digest_is_sent_to_the_database(store: SQLStore) -> None:
     session_id = "sid-" + secrets.token_urlsafe(32)
@@ -185,6 +187,7 @@ INJECTIONS = [
 ]
 
 
+@owned_only
 @within(60)
 async def test_injection_shaped_keys_namespaces_and_values_are_stored_literally(store: SQLStore) -> None:
     payloads = [p.format(table=store.table.name) for p in INJECTIONS]
@@ -223,6 +226,7 @@ INJECTION_TABLE_NAMES = [
 ]
 
 
+@sqlite_only
 @pytest.mark.parametrize("name", INJECTION_TABLE_NAMES)
 async def test_injection_shaped_table_names_are_rejected_before_any_sql(url: str, name: str) -> None:
     engine = create_async_engine(async_url(url))

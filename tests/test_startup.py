@@ -3,6 +3,7 @@ users write them; a store call that fails at run time is logged with its cause, 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
@@ -14,9 +15,10 @@ from litestar import Litestar, get
 from litestar.testing import TestClient
 from sqlalchemy import text
 
-from sqlsession import SQLStore, SQLStorePlugin, StoreError, TableMissingError, _migrate
+from sqlsession import SQLStore, SQLStorePlugin, StoreError, TableMissingError
 from sqlsession.schema import HEAD_REVISION
 
+from ._support import sqlsession_command
 from .conftest import create_table, dialect_url, drop_table, unique_table
 
 
@@ -45,11 +47,10 @@ def start_fails(plugin: SQLStorePlugin) -> BaseException:
 async def migrated_table(url: str) -> AsyncIterator[str]:
     """A table made by the bundled revisions, dropped with them afterwards."""
     table = unique_table()
-    store = SQLStore.with_url(url, table_name=table, namespace=None)
-    await _migrate.upgrade(store.engine, table)
+    where = ("--url", url, "--table", table)
+    assert (await asyncio.to_thread(sqlsession_command, "upgrade", *where)).returncode == 0
     yield table
-    await _migrate.downgrade(store.engine, table)
-    await store.close()
+    assert (await asyncio.to_thread(sqlsession_command, "downgrade", "--yes", *where)).returncode == 0
 
 
 # -- the start-up check ------------------------------------------------------------------------------
