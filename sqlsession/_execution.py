@@ -41,6 +41,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
+import sqlalchemy
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.exc import DBAPIError, MissingGreenlet
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -57,6 +58,8 @@ from .errors import StoreError, StoreUnavailableError, TableMissingError, upgrad
 __all__ = ("Executor", "Statement")
 
 logger = logging.getLogger("sqlsession")
+# SQLAlchemy 2.1 hands out a connection waiting in an asyncio pool without awaiting; 2.0 always awaits
+_QUEUE_GET_IS_LOCAL = tuple(int(part) for part in sqlalchemy.__version__.split(".")[:2]) >= (2, 1)
 LOG_REPEAT_SECONDS = 60.0
 """A failure with the same cause is logged again after this long, with the count of those between."""
 
@@ -186,8 +189,10 @@ class Executor:
         # a pool that commits on the way in does I/O there: never checked in synchronously
         self.checkin_commits = getattr(self.pool, "_reset_on_return", None) is reset_commit
         # a checkout from a queue of connections, with no pre-ping (I/O), can be done synchronously
-        self.checkout_is_local = isinstance(self.pool, QueuePool) and not getattr(
-            self.pool, "_pre_ping", True
+        self.checkout_is_local = (
+            _QUEUE_GET_IS_LOCAL
+            and isinstance(self.pool, QueuePool)
+            and not getattr(self.pool, "_pre_ping", True)
         )
         # connections kept checked out between calls, per event loop
         self.keep = keep if isinstance(self.pool, QueuePool) else 0
