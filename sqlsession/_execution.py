@@ -18,6 +18,12 @@ calls, per event loop (never more than ``pool_size - 1``, and none when the pool
 which saves the checkout. They are returned by ``close()``, and before any of the store's own calls
 waits for the pool.
 
+When the pool is at its limit, a call waits for a connection that another call of the store on the
+same event loop is about to give back, which is handed to it directly (no check-in, no checkout, no
+task), for at most ``pool_timeout`` seconds. Only while no one else waits in the pool's own queue
+(the application's sessions on a shared engine): then connections go back to the pool, first come,
+first served.
+
 Every failure is raised as :class:`StoreError` (the driver's error is its ``__cause__``), as
 :class:`StoreUnavailableError` when the database could not be reached; a call made with
 ``fail_open`` (a store with ``on_error="miss"``) answers that as a miss instead, and a circuit
@@ -38,6 +44,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
@@ -165,9 +172,11 @@ class Executor:
 
     __slots__ = (
         "breaker",
+        "busy",
         "checkin_commits",
         "checkout_is_local",
         "closing",
+        "connecting",
         "engine",
         "idle",
         "keep",
@@ -177,6 +186,7 @@ class Executor:
         "pool",
         "runner",
         "table",
+        "waiters",
         "waiting",
     )
 
@@ -198,7 +208,11 @@ class Executor:
         self.keep = keep if isinstance(self.pool, QueuePool) else 0
         self.idle: dict[asyncio.AbstractEventLoop, list[PoolProxiedConnection]] = {}
         self.waiting: dict[asyncio.AbstractEventLoop, int] = {}  # our calls waiting for the pool
+        # our calls holding a connection, and those waiting for one of them to be handed on
+        self.busy: dict[asyncio.AbstractEventLoop, int] = {}
+        self.waiters: dict[asyncio.AbstractEventLoop, deque[asyncio.Future[Any]]] = {}
         self.closing: set[asyncio.Future[Any]] = set()
+        self.connecting: set[asyncio.Future[Any]] = set()  # our checkouts in tasks, not yet done
         # the cause last logged, when, and how many failures with that cause went unlogged since
         self.last_failure: tuple[str, float, int] = ("", 0.0, 0)
         # calls that could not reach the database: shared by the store and its namespaces
@@ -369,9 +383,12 @@ class Executor:
     # -- connections -------------------------------------------------------------------------------
 
     async def _checkout(self) -> PoolProxiedConnection:
+        """A connection for one call, counted in ``busy`` until the call hands it on, gives it back
+        or drops it (``_pass_on``, ``_discard``), with no await in between."""
         loop = asyncio.get_running_loop()
         idle = self.idle.get(loop)
         if idle:
+            self._took(loop)
             return idle.pop()
         if self.idle:
             self._drop_dead_loops()
@@ -381,13 +398,18 @@ class Executor:
                 try:
                     # synchronously only when no other call of ours waits for the pool (first come,
                     # first served)
-                    lease = (self._checkout_now() if self.waiting[loop] == 1 else None) or (
-                        await self._connect()
-                    )
+                    lease = self._checkout_now() if self.waiting[loop] == 1 else None
+                    if lease is None and self.busy.get(loop) and self._pool_at_limit():
+                        handed = await self._handed_on(loop)
+                        if handed is not None:
+                            return handed  # counted in busy since the call before took it
+                    if lease is None:
+                        lease = await self._connect()
                 except Exception as error:
                     raise self._failed(error) from _driver_error(error)
                 owner = _dialects.connection_loop(lease.driver_connection)
                 if owner is None or owner is loop:
+                    self._took(loop)
                     return lease
                 if not owner.is_closed():
                     self._drop(lease)  # not ours to use, nor to give back from this thread
@@ -399,7 +421,50 @@ class Executor:
                 # made on an event loop that has ended (start-up code, say): unusable here
                 self._drop(lease)
         finally:
-            self.waiting[loop] -= 1
+            if self.waiting[loop] > 1:
+                self.waiting[loop] -= 1
+            else:  # no entry kept for an event loop that may end
+                del self.waiting[loop]
+
+    def _pool_at_limit(self) -> bool:
+        """Whether the pool may open no more connections and holds none that is free: none, or
+        those on their way to checkouts of ours that wait in its queue (and whether it tells who
+        waits there)."""
+        pool = self.pool
+        limit = getattr(pool, "_max_overflow", -1)
+        return (
+            isinstance(pool, QueuePool)
+            and limit > -1
+            and (pool.checkedin() == 0 or bool(self.connecting))
+            and getattr(pool, "_overflow", limit) >= limit
+            and _queued(pool) is not None
+        )
+
+    async def _handed_on(self, loop: asyncio.AbstractEventLoop) -> PoolProxiedConnection | None:
+        """The connection another call on this loop hands on when it is done with it; ``None``:
+        take one from the pool instead (that call gave its connection back to the pool, or lost it).
+        Raises SQLAlchemy's pool ``TimeoutError`` after ``pool_timeout`` seconds, as the pool would."""
+        handed: asyncio.Future[PoolProxiedConnection | None] = loop.create_future()
+        waiters = self.waiters.setdefault(loop, deque())
+        waiters.append(handed)
+        timeout = self.pool.timeout() if isinstance(self.pool, QueuePool) else 30.0
+        timer = loop.call_later(timeout, _time_out, handed, self.pool, timeout)
+        try:
+            return await handed
+        except BaseException:
+            # handed on, then cancelled before this call could take it: on to the next (synchronous)
+            if handed.done() and not handed.cancelled() and handed.exception() is None:
+                lease = handed.result()
+                if lease is not None and not self._pass_on(lease, loop):
+                    self._drop(lease)
+            raise
+        finally:
+            timer.cancel()
+            if not handed.done():
+                handed.cancel()
+                waiters.remove(handed)
+            if not waiters:
+                self.waiters.pop(loop, None)
 
     def _checkout_now(self) -> PoolProxiedConnection | None:
         """The connection waiting in the pool, checked out without awaiting (so that nothing can
@@ -419,6 +484,8 @@ class Executor:
         connection, a wait for one, a pre-ping, a recycle), and a cancellation of the caller must
         not cut it in half; a connection that arrives after the caller left goes back at once."""
         task = self._in_background(greenlet_spawn(self.pool.connect))
+        self.connecting.add(task)
+        task.add_done_callback(self.connecting.discard)
         try:
             return await asyncio.shield(task)
         except BaseException:
@@ -426,21 +493,59 @@ class Executor:
             raise
 
     def _give_back_unwanted(self, task: asyncio.Task[PoolProxiedConnection]) -> None:
-        if not task.cancelled() and task.exception() is None:
-            lease = task.result()
-            if not self._checkin_now(lease):
-                self._drop(lease)
+        if task.cancelled() or task.exception() is not None:
+            return
+        lease, loop = task.result(), task.get_loop()
+        owner = _dialects.connection_loop(lease.driver_connection)
+        if owner is None or owner is loop:
+            self._took(loop)  # for a call of ours that waits, else back to the pool
+            if self._pass_on(lease, loop):
+                return
+        self._drop(lease)
+        self._wake_one(loop)
 
     async def _give_back(self, lease: PoolProxiedConnection) -> None:
         loop = asyncio.get_running_loop()
+        if not self._pass_on(lease, loop):
+            # the pool will close it (an I/O): in a task of its own, so that no cancellation cuts it
+            await asyncio.shield(self._in_background(greenlet_spawn(_checkin_clean, lease)))
+
+    def _took(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.busy[loop] = self.busy.get(loop, 0) + 1
+
+    def _done_with(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A connection on ``loop`` left the hands of the store's calls."""
+        if self.busy[loop] > 1:
+            self.busy[loop] -= 1
+        else:
+            del self.busy[loop]
+
+    def _pass_on(self, lease: PoolProxiedConnection, loop: asyncio.AbstractEventLoop) -> bool:
+        """Hand ``lease`` to a call of ours waiting on this loop, keep it, or check it in, all
+        without awaiting; ``False``: the pool would close it, which the caller must do."""
+        waiters = self.waiters.get(loop)
+        while waiters:
+            handed = waiters.popleft()
+            if handed.done():  # timed out or cancelled
+                continue
+            queued = _queued(self.pool)
+            if queued == 0:
+                handed.set_result(lease)  # still busy: counted once, by the call that took it
+                return True
+            if queued is None or queued > len(self.connecting):
+                # the application's sessions wait in the pool's queue: the connection goes back
+                # there, and this call takes its turn in that queue
+                handed.set_result(None)
+            else:  # a checkout of ours waits there: it takes the connection, this call waits on
+                waiters.appendleft(handed)
+            break
+        self._done_with(loop)
         if self.keep and not self.waiting.get(loop):
             idle = self.idle.setdefault(loop, [])
             if len(idle) < self.keep:
                 idle.append(lease)
-                return
-        if not self._checkin_now(lease):
-            # the pool will close it (an I/O): in a task of its own, so that no cancellation cuts it
-            await asyncio.shield(self._in_background(greenlet_spawn(_checkin_clean, lease)))
+                return True
+        return self._checkin_now(lease)
 
     def _in_background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(work)
@@ -472,16 +577,29 @@ class Executor:
         """After an error or a cancellation the connection's state is unknown: invalidate it (the
         driver's connection is closed at once, without I/O). After a disconnect also this loop's idle
         connections, and the pool's connections of the same age (a server restart kills them all)."""
+        loop = asyncio.get_running_loop()
+        self._done_with(loop)
         if disconnect:
             # what SQLAlchemy does on a disconnect: connections as old as this one are replaced
             invalidate_older = getattr(self.pool, "_invalidate", None)
             if invalidate_older is not None:
                 invalidate_older(lease, error, _checkin=False)
-            stale = self.idle.pop(asyncio.get_running_loop(), [])
+            stale = self.idle.pop(loop, [])
         else:
             stale = []
         for connection in (lease, *stale):
             self._drop(connection)
+        self._wake_one(loop)
+
+    def _wake_one(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A connection left the store's hands on ``loop`` without being handed on: the first call
+        of ours waiting there for one goes to the pool instead (which may open one in its place)."""
+        waiters = self.waiters.get(loop)
+        while waiters:
+            handed = waiters.popleft()
+            if not handed.done():
+                handed.set_result(None)
+                return
 
     def _drop_dead_loops(self) -> None:
         # list(): a copy taken at once, while other threads (event loops) may add their own
@@ -489,16 +607,22 @@ class Executor:
             for lease in self.idle.pop(loop, []):
                 self._drop(lease)
             self.waiting.pop(loop, None)
+            self.busy.pop(loop, None)
+            self.waiters.pop(loop, None)
 
     async def close(self, *, dispose: bool) -> None:
         """Give back the connections this event loop holds; dispose an engine the store created
         (it stays usable: the pool makes new connections on the next call)."""
         loop = asyncio.get_running_loop()
-        for lease in self.idle.pop(loop, []):
-            if not self._checkin_now(lease):
-                self._drop(lease)
         self._drop_dead_loops()
-        while ours := [task for task in self.closing if task.get_loop() is loop]:
+        while True:
+            # a checkout in a task that its call left may still bring a connection back to keep
+            for lease in self.idle.pop(loop, []):
+                if not self._checkin_now(lease):
+                    self._drop(lease)
+            ours = [task for task in self.closing if task.get_loop() is loop]
+            if not ours:
+                break
             await asyncio.gather(*ours, return_exceptions=True)
         if dispose and self.owned:
             other_loops = any(list(self.idle.values()))
@@ -521,6 +645,22 @@ def _next_checkout_is_open(pool: Pool) -> bool:
         )
     except (AttributeError, IndexError, TypeError):
         return False
+
+
+def _queued(pool: Pool) -> int | None:
+    """How many wait in ``pool``'s own queue for a connection (read from its private state, an
+    asyncio queue); ``None`` for any other shape of it."""
+    try:
+        getters = pool._pool._queue._getters  # type: ignore[attr-defined]
+        return sum(not getter.done() for getter in getters)
+    except (AttributeError, TypeError):
+        return None
+
+
+def _time_out(handed: asyncio.Future[Any], pool: Pool, timeout: float) -> None:
+    if not handed.done():
+        message = f"no connection was handed on within pool_timeout ({timeout} s): {pool.status()}"
+        handed.set_exception(PoolTimeoutError(message))
 
 
 def _checkin_clean(lease: PoolProxiedConnection) -> None:

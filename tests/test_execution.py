@@ -205,6 +205,98 @@ async def test_pool_timeout_is_honoured(url: str, engine_mode: str) -> None:
         await _close(store, engine_mode)
 
 
+# -- calls waiting for each other's connections --------------------------------------------------------
+
+
+async def test_a_connection_handed_to_a_call_cancelled_at_that_moment_is_not_lost(
+    url: str, engine_mode: str
+) -> None:
+    table = unique_table()
+    store = _store(url, engine_mode, table, pool_size=1, max_overflow=0, pool_timeout=5)
+    await create_table(store)
+    try:
+        lock_engine, lock = await _lock_table(url, table)
+        taken = asyncio.Event()
+        event.listen(store.engine.sync_engine, "checkout", lambda *_: taken.set())
+        waiting: list[asyncio.Future[Any]] = []
+
+        async def set_then_cancel_the_waiting_call() -> None:
+            await store.set("a", b"1")
+            # the connection was just handed on to the waiting call, which has not run since
+            waiting[0].cancel()
+
+        try:
+            first = asyncio.ensure_future(set_then_cancel_the_waiting_call())  # waits on the lock
+            with anyio.fail_after(20):
+                await taken.wait()
+            for _ in range(10):  # the call takes the connection from its checkout
+                await asyncio.sleep(0)
+            waiting.append(asyncio.ensure_future(store.get("a")))  # waits for the only connection
+            for _ in range(10):
+                await asyncio.sleep(0)
+        finally:
+            if lock_engine.dialect.name in ("mysql", "mariadb"):
+                await lock.exec_driver_sql("UNLOCK TABLES")
+            await lock.rollback()
+            await lock.close()
+            await lock_engine.dispose()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with anyio.fail_after(20):
+                await first
+                with pytest.raises(asyncio.CancelledError):
+                    await waiting[0]
+            gc.collect()
+        # a connection the store lost is found by the garbage collector, which warns
+        assert not [w for w in caught if "non-checked-in" in str(w.message)]
+        with anyio.fail_after(10):
+            assert await store.get("a") == b"1"
+        pool = store.engine.sync_engine.pool
+        await store.close()
+        assert pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        await drop_table(store)
+        await _close(store, engine_mode)
+
+
+@pytest.mark.parametrize("engine_mode", ["borrowed"], indirect=True)
+async def test_the_applications_own_checkouts_are_served_while_the_store_is_busy(
+    url: str, engine_mode: str
+) -> None:
+    store = _store(url, engine_mode, unique_table(), pool_size=2, max_overflow=0, pool_timeout=5)
+    await create_table(store)
+    stop = asyncio.Event()
+
+    async def busy_store(worker: int) -> int:
+        calls = 0
+        while not stop.is_set():
+            await store.set(f"k{worker}", b"v")
+            calls += 1
+        return calls
+
+    try:
+        # both connections open and in the pool: the workers' first calls take them, the others wait
+        # for them to be handed on
+        await asyncio.gather(store.set("a", b"1"), store.set("b", b"2"))
+        workers = [asyncio.ensure_future(busy_store(i)) for i in range(12)]
+        try:
+            for _ in range(10):
+                # the application's own session, on the engine the store shares: served in its turn,
+                # not after the store's calls (which would hand the connections on among themselves)
+                with anyio.fail_after(4):  # below pool_timeout: the pool's TimeoutError is a failure
+                    async with store.engine.connect() as conn:
+                        assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+                await asyncio.sleep(0.01)
+        finally:
+            stop.set()
+            with anyio.fail_after(20):
+                calls = await asyncio.gather(*workers)
+        assert min(calls) > 0
+    finally:
+        await drop_table(store)
+        await _close(store, engine_mode)
+
+
 # -- 5. closing leaves nothing open -------------------------------------------------------------------
 
 
