@@ -653,7 +653,7 @@ def _queued(pool: Pool) -> int | None:
     try:
         getters = pool._pool._queue._getters  # type: ignore[attr-defined]
         return sum(not getter.done() for getter in getters)
-    except (AttributeError, TypeError):
+    except (AttributeError, TypeError, RuntimeError):  # RuntimeError: changed by another thread
         return None
 
 
