@@ -1,2 +1,1 @@
-"""The benchmark of sqlsession (``python -m bench --help``); not part of the package. It writes
-``docs/benchmarks.md`` and ``docs/benchmarks.png``."""
+"""sqlsession's benchmark, not part of the package (``python -m bench --help``): docs/benchmarks.md, .png."""

@@ -13,17 +13,18 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from sqlsession import SQLStore, store_table
+from sqlsession import SQLStore
+from sqlsession._keys import encode_namespace
 from sqlsession._keys import key_digest as _digest
 
 POSTGRES, MYSQL = "postgresql://postgres@127.0.0.1:5432/test", "mysql://root@127.0.0.1:3306/test"
@@ -53,11 +54,7 @@ PRAGMAS = ("PRAGMA busy_timeout = 15000", "PRAGMA journal_mode = WAL", "PRAGMA s
 MARKS = {"asyncpg": ("${}::BYTEA", "${}::BIGINT"), "psycopg": ("%s", "%s::BIGINT"), "asyncmy": ("%s", "%s")}
 
 
-async def _psycopg_fetch(conn: Any, sql: str, args: tuple[Any, ...]) -> Any:
-    return await (await conn.execute(sql, args)).fetchall()
-
-
-async def _asyncmy_fetch(conn: Any, sql: str, args: tuple[Any, ...]) -> Any:
+async def _cursor_fetch(conn: Any, sql: str, args: tuple[Any, ...]) -> Any:
     cursor = conn.cursor()
     await cursor.execute(sql, args)
     return await cursor.fetchall()
@@ -65,8 +62,8 @@ async def _asyncmy_fetch(conn: Any, sql: str, args: tuple[Any, ...]) -> Any:
 
 DRIVERS: dict[str, tuple[Any, Any]] = {  # how a statement runs; how it returns its rows
     "asyncpg": (lambda c, sql, args: c.execute(sql, *args), lambda c, sql, args: c.fetch(sql, *args)),
-    "psycopg": (lambda c, sql, args: c.execute(sql, args), _psycopg_fetch),
-    "asyncmy": (lambda c, sql, args: c.cursor().execute(sql, args), _asyncmy_fetch),
+    "psycopg": (lambda c, sql, args: c.execute(sql, args), _cursor_fetch),
+    "asyncmy": (lambda c, sql, args: c.cursor().execute(sql, args), _cursor_fetch),
     "sqlite": (lambda c, sql, args: c.execute(sql, args), lambda c, sql, args: c.execute_fetchall(sql, args)),
 }
 
@@ -84,9 +81,8 @@ class RawStore:
         self.mysql, marks = dialect == "asyncmy", MARKS.get(dialect, ("?", "?"))  # MySQL: no RETURNING
 
         def sql(text: str) -> str:
-            number, text = itertools.count(1), text.replace("{live}", _LIVE).replace("{where}", _WHERE)
-            text = text.replace("{t}", table)
-            return re.sub(r"\{([bi])\}", lambda m: marks[m[1] == "i"].format(next(number)), text)
+            text, count = text.format(t=table, live=_LIVE, where=_WHERE, b="{b}", i="{i}"), itertools.count(1)
+            return re.sub(r"\{([bi])\}", lambda m: marks[m[1] == "i"].format(next(count)), text)
 
         self.upsert = sql(_UPSERT + (_DUPLICATE if self.mysql else _CONFLICT))
         self.select_value = sql("SELECT value FROM {t}{live}")
@@ -165,10 +161,12 @@ def dialect_url(dialect: str, sqlite_path: Path | None = None) -> URL:
     return make_url(url).set(drivername=driver)
 
 
-def reachable(url: URL | str, default_port: int) -> str | None:
-    """``None`` when something answers on the URL's TCP port, else why not."""
-    url = make_url(url)
-    host, port = url.host or "127.0.0.1", url.port or default_port
+def server_reason(dialect: str, url: URL | str | None = None) -> str | None:
+    """Why the server of ``dialect`` (``"redis"``: at ``url``) does not answer, or ``None`` (SQLite: none)."""
+    if dialect == "sqlite":
+        return None
+    url = make_url(url or dialect_url(dialect))
+    host, port = url.host or "127.0.0.1", url.port or {"asyncmy": 3306, "redis": 6379}.get(dialect, 5432)
     try:
         with socket.create_connection((host, port), timeout=2):
             return None
@@ -176,26 +174,21 @@ def reachable(url: URL | str, default_port: int) -> str | None:
         return f"{host}:{port} does not answer ({error})"
 
 
-def server_reason(dialect: str) -> str | None:
-    """Why ``dialect`` cannot run here, or ``None``."""
-    url = dialect_url(dialect)
-    return None if dialect == "sqlite" else reachable(url, 5432 if "postgres" in url.drivername else 3306)
-
-
-def tool_settings(dialects: str) -> Iterator[tuple[str, Settings | None, str | None]]:
-    """For the tools: each of ``dialects`` (comma-separated) with the settings of a run (SQLite: files in a
-    temporary directory), or why it cannot run here."""
+def tool_settings(dialects: str, skipped: str) -> Iterator[tuple[str, Settings]]:
+    """For the tools: each of ``dialects`` (comma-separated) that can run here, with the settings of a run
+    (SQLite: files in a temporary directory); for each other, prints ``skipped`` with its ``{reason}``."""
     with tempfile.TemporaryDirectory() as tmp:
         for dialect in filter(None, dialects.split(",")):
-            reason = server_reason(dialect)
-            yield dialect, None if reason else Settings(workdir=Path(tmp)), reason
+            if reason := server_reason(dialect):
+                print(skipped.format(dialect=dialect, reason=reason))
+            else:
+                yield dialect, Settings(workdir=Path(tmp))
 
 
 def version_of(distribution: str) -> str:
-    try:
+    with contextlib.suppress(PackageNotFoundError):
         return version(distribution)
-    except PackageNotFoundError:
-        return "not installed"
+    return "not installed"
 
 
 class Unavailable(Exception):
@@ -213,16 +206,17 @@ class Contender:
 _CREATED: dict[str, URL] = {}  # the tables of this run on a server (SQLite's go with the working directory)
 
 
-async def drop_tables() -> list[str]:
-    """Drop every table of this run still there (after their stores are closed); return their names."""
-    names = list(_CREATED)
-    for name in names:
+async def drop_tables(opened: Iterable[Contender] = ()) -> None:
+    """Close ``opened`` (a failed close() changes no figure), then drop the tables of this run still there."""
+    for contender in opened:
+        with contextlib.suppress(Exception):
+            await contender.close()
+    for name in list(_CREATED):
         engine = create_async_engine(_CREATED.pop(name), isolation_level="AUTOCOMMIT")
         with contextlib.suppress(Exception):  # the server is down: nothing more can be done from here
             async with engine.connect() as conn:
                 await conn.exec_driver_sql("DROP TABLE IF EXISTS " + name)
         await engine.dispose()
-    return names
 
 
 def _engine(url: URL, **options: Any) -> AsyncEngine:
@@ -241,80 +235,70 @@ def _engine(url: URL, **options: Any) -> AsyncEngine:
 
 
 async def open_contender(name: str, dialect: str, s: Settings, file: str = "", **options: Any) -> Contender:
-    """Contender ``name`` of ``dialect`` on a table of its own (SQLite: in a file of its own, ``file``, so
-    that none waits on another's write lock); ``options`` of ``SQLStore.with_url``. :class:`Unavailable`
-    if it cannot run here."""
+    """Contender ``name`` of ``dialect`` on a table of its own (SQLite: in a file ``file`` of its own: none
+    waits on another's write lock); ``options`` of ``SQLStore.with_url``. :class:`Unavailable` if not here."""
     url, tag = dialect_url(dialect, s.workdir / f"{file or name}.db"), uuid.uuid4().hex[:10]
     table, size, driver = f"bench_{name.replace('-', '_')}_{tag}", s.pool_size, url.drivername.split("+")[1]
+    closing = contextlib.AsyncExitStack()  # what its close() does, in the reverse order
+    if name not in ("FileStore", "RedisStore"):
+        _CREATED[table] = url
     try:
         if name == "FileStore":
             from litestar.stores.file import FileStore
 
             store = FileStore(s.workdir / f"filestore_{dialect}_{tag}", create_directories=True)
-            close = store.delete_all
+            closing.push_async_callback(store.delete_all)
             note = "litestar.stores.file.FileStore, a folder in a temporary directory"
         elif name == "RedisStore":
             from litestar.stores.redis import RedisStore
 
-            if reason := reachable(s.redis_url, 6379):
+            if reason := server_reason("redis", s.redis_url):
                 raise Unavailable(f"Redis at {s.redis_url}: {reason}")
             store = RedisStore.with_client(url=s.redis_url, namespace=f"BENCH{tag}")  # its keys only
-
-            async def close() -> None:
-                await store.delete_all()
-                await store._redis.aclose()
-
+            await closing.enter_async_context(store)  # its exit closes its client
+            closing.push_async_callback(store.delete_all)
             note = "litestar.stores.redis.RedisStore, a namespace of its own"
         elif name == "sqlspec":
-            _CREATED[table] = url
             return await _open_sqlspec(dialect, url, table, size)
         elif name == "advanced-alchemy":
             from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
             from advanced_alchemy.extensions.litestar.store import SQLAlchemyStore, StoreModelMixin
 
-            _CREATED[table] = url
             # the documented way: a model of one's own on StoreModelMixin, its table created from it
             model = type(f"BenchStore_{table}", (StoreModelMixin,), {"__tablename__": table})
             sa_table: Any = model.__table__
             engine = _engine(url, pool_size=size, max_overflow=0)
+            closing.push_async_callback(engine.dispose)
             try:
                 async with engine.begin() as conn:
                     await conn.run_sync(sa_table.create)
             finally:  # out of the metadata the models share
                 sa_table.metadata.remove(sa_table)
             store = SQLAlchemyStore(SQLAlchemyAsyncConfig(engine_instance=engine), model=model)
-            close, note = engine.dispose, f"SQLAlchemyStore (advanced-alchemy {version_of(name)})"
-        else:
-            _CREATED[table] = url
-            metadata, engine = MetaData(), create_async_engine(url)
-            try:  # the store's table, as the migrations create it
-                async with engine.begin() as conn:
-                    await conn.run_sync(store_table(metadata, table).metadata.create_all)
-            finally:
-                await engine.dispose()
-            if name == "raw":
-                # the driver's own connections, set up as SQLStore.with_url sets its own up (autocommit;
-                # SQLite: WAL, synchronous=NORMAL), and the namespace bytes the store writes
-                probe = SQLStore.with_url(url, table_name=table, engine_options={"pool_size": size})
-                held = [await probe.engine.connect() for _ in range(size)]
-                drivers = [(await conn.get_raw_connection()).driver_connection for conn in held]
-                store = RawStore(dialect, table, probe._ns, drivers)
-
-                async def close() -> None:
-                    for conn in held:
-                        await conn.close()
-                    await probe.close()
-
-                note = f"{driver} alone, the store's SQL, autocommit"
-            elif name == "sqlsession":  # the owned-engine fast path
-                engine_options = {"pool_size": size, "max_overflow": 0}
-                store = SQLStore.with_url(url, table_name=table, engine_options=engine_options, **options)
-                close, note = store.close, "SQLStore.with_url(url)"
-            else:  # an engine the application made as it usually does: SQLAlchemy's defaults, no autocommit
-                engine = _engine(url)
-                store, close = SQLStore(engine, table_name=table), engine.dispose
-                note = "SQLStore(create_async_engine(url))"
-        return Contender(name, store, close, note)
+            note = f"SQLAlchemyStore (advanced-alchemy {version_of(name)})"
+        elif name == "raw":
+            # the driver's own connections, set up as SQLStore.with_url sets its own up (autocommit;
+            # SQLite: WAL, synchronous=NORMAL), and the namespace bytes the store writes
+            sql_store = SQLStore.with_url(url, table_name=table, engine_options={"pool_size": size})
+            closing.push_async_callback(sql_store.close)
+            held = [await closing.enter_async_context(sql_store.engine.connect()) for _ in range(size)]
+            drivers = [(await conn.get_raw_connection()).driver_connection for conn in held]
+            store = RawStore(dialect, table, encode_namespace(sql_store.namespace_path), drivers)
+            note = f"{driver} alone, the store's SQL, autocommit"
+        elif name == "sqlsession":  # the owned-engine fast path
+            pool = {"pool_size": size, "max_overflow": 0}
+            store = sql_store = SQLStore.with_url(url, table_name=table, engine_options=pool, **options)
+            closing.push_async_callback(store.close)
+            note = "SQLStore.with_url(url)"
+        else:  # an engine the application made as it usually does: SQLAlchemy's defaults, no autocommit
+            engine = _engine(url)
+            closing.push_async_callback(engine.dispose)
+            store = sql_store = SQLStore(engine, table_name=table)
+            note = "SQLStore(create_async_engine(url))"
+        if name in ("raw", "sqlsession", "sqlsession-engine"):  # the store's table, as the migrations make it
+            async with sql_store.engine.begin() as conn:
+                await conn.run_sync(sql_store.table.create)
+        return Contender(name, store, closing.aclose, note)
     except ImportError as error:
         raise Unavailable(f"not installed: {error}") from None
 
@@ -326,9 +310,7 @@ async def _open_sqlspec(dialect: str, url: URL, table: str, size: int) -> Conten
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     connection: dict[str, Any] = {"dsn": dsn, "min_size": size, "max_size": size}  # PostgreSQL
     if dialect == "asyncmy":
-        connection = {"host": url.host or "127.0.0.1", "port": url.port or 3306, "user": url.username}
-        connection |= {"password": url.password or "", "database": url.database or ""}
-        connection |= {"minsize": size, "maxsize": size}
+        connection = url.translate_connect_args(username="user") | {"minsize": size, "maxsize": size}
     elif dialect == "sqlite":  # sqlspec's pool sets WAL and synchronous=NORMAL on a file database by default
         connection = {"database": url.database or "", "pool_size": size}
     extension = {"litestar": {"session_table": table}}

@@ -1,9 +1,7 @@
 """Where the time goes: the client CPU per call of sqlsession next to the raw driver, and a profile.
 
-``python -m bench.profile --dialect asyncpg --op get --calls 5000 [--cprofile 25]``: the CPU time of
-this process per call (``time.process_time``, all threads: aiosqlite's worker too) is what a store adds
-on top of its driver, and what competes with the database for the cores.
-"""
+The CPU time of this process per call (``time.process_time``, all threads: aiosqlite's worker too) is
+what a store adds on top of its driver, and what competes with the database for the cores."""
 
 from __future__ import annotations
 
@@ -49,9 +47,7 @@ async def _measure(args: argparse.Namespace, settings: Settings) -> None:
             print(f"\n--- cProfile of {name} ({args.calls} calls), by own time ---")
             pstats.Stats(profiler).sort_stats("tottime").print_stats(args.cprofile)
     finally:
-        for contender in stores.values():
-            await contender.close()
-        await drop_tables()
+        await drop_tables(stores.values())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,8 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--contenders", default="raw,sqlsession")
     parser.add_argument("--cprofile", type=int, default=0, metavar="N", help="print the N top functions")
     args = parser.parse_args(argv)
-    for dialect, settings, reason in tool_settings(args.dialect):
-        print(f"{dialect}: {reason}") if settings is None else asyncio.run(_measure(args, settings))
+    for _, settings in tool_settings(args.dialect, "{dialect}: {reason}"):
+        asyncio.run(_measure(args, settings))
     return 0
 
 

@@ -1,10 +1,7 @@
-"""What renewal costs with ``renew_threshold``: ``python -m bench.renewal [--dialects ...] [--rounds N]``.
-
-``get(key, renew_for=3600)`` of a 512-byte session read on every request, next to a plain ``get``:
-stores of ``SQLStore.with_url``, keys of their own, interleaved in a seeded order. ``renew t=0.1`` writes
-the expiry once it is 360 s behind (target: at most 1.10x ``get``); ``renew t=0`` (the default,
-Litestar's) writes it every time. Prints the median microseconds per call and the ratio.
-"""
+"""What renewal costs with ``renew_threshold`` (``python -m bench.renewal``): ``get(key, renew_for=3600)``
+of a 512-byte session, next to a plain ``get``, on stores of ``SQLStore.with_url`` interleaved in a seeded
+order. ``renew t=0.1`` writes the expiry once it is 360 s behind (target: at most 1.10x ``get``); ``renew
+t=0`` (the default, Litestar's) every time. Prints the median microseconds per call and the ratio."""
 
 from __future__ import annotations
 
@@ -24,9 +21,8 @@ async def _measure(dialect: str, s: Settings, rounds: int, batch: int) -> list[f
     rng, stores, samples = random.Random(5), {}, {name: [] for name in THRESHOLDS}
     try:
         for i, (name, threshold) in enumerate(THRESHOLDS.items()):
-            stores[name] = await open_contender(
-                "sqlsession", dialect, s, f"renewal{i}", renew_threshold=threshold
-            )
+            options = {"file": f"renewal{i}", "renew_threshold": threshold}
+            stores[name] = await open_contender("sqlsession", dialect, s, **options)
             for key in range(KEYS):
                 await stores[name].store.set(str(key), VALUE, expires_in=RENEW_FOR)
         for round_no in range(rounds + 1):  # round 0 warms up
@@ -37,9 +33,7 @@ async def _measure(dialect: str, s: Settings, rounds: int, batch: int) -> list[f
                 samples[name] += [(time.perf_counter() - start) / batch * 1e6] if round_no else []
         return [statistics.median(values) for values in samples.values()]
     finally:
-        for contender in stores.values():
-            await contender.close()
-        await drop_tables()
+        await drop_tables(stores.values())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,12 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=100, help="calls per store per round (default 100)")
     args = parser.parse_args(argv)
     print(f"{'dialect':<10} {'get':>9} {'renew t=0.1':>12} {'ratio':>6} {'renew t=0':>10} {'ratio':>6}")
-    for dialect, settings, reason in tool_settings(args.dialects):
-        if settings:
-            g, a, b = asyncio.run(_measure(dialect, settings, args.rounds, args.batch))
-            print(f"{dialect:<10} {g:>7.0f}us {a:>10.0f}us {a / g:>5.2f}x {b:>8.0f}us {b / g:>5.2f}x")
-        else:
-            print(f"{dialect:<10} skipped: {reason}")
+    for dialect, settings in tool_settings(args.dialects, "{dialect:<10} skipped: {reason}"):
+        g, a, b = asyncio.run(_measure(dialect, settings, args.rounds, args.batch))
+        print(f"{dialect:<10} {g:>7.0f}us {a:>10.0f}us {a / g:>5.2f}x {b:>8.0f}us {b / g:>5.2f}x")
     return 0
 
 

@@ -15,6 +15,7 @@ from .contenders import ALL_CONTENDERS, OPS, dialect_url
 OP_LABELS = {op: op for op in OPS} | {"get_renew": "get(renew_for)"}
 LABELS = {"raw": "raw driver", "sqlsession": "SQLStore.with_url", "sqlsession-engine": "SQLStore(engine)"}
 MAIN, WAYS = "sqlsession", ("sqlsession", "sqlsession-engine")  # the two ways of making an SQLStore
+MISSING = {"error": "failed", "unavailable": "n/a"}  # what a table or the chart shows for a store by status
 DATABASES = {"sqlite": "SQLite", "asyncpg": "PostgreSQL", "psycopg": "PostgreSQL", "asyncmy": "MySQL/MariaDB"}
 # the page; a line of a template that starts with two spaces continues the line before
 PAGE = """# Benchmarks
@@ -112,8 +113,7 @@ METHOD_SCALE = """
 - Large tables: filled server-side with {s[fill_value_bytes]}-byte values, then `VACUUM ANALYZE` /
   `ANALYZE`; {s[scale_keys]} working keys; for `delete_expired()`, the stores' clock moves two days on."""
 NOISY = ": other work ran (the servers may have served other clients too); the figures are noisier."
-# All figures, per database: each table's title, shape and the form of its figures (None: each store's ÷
-# SQLStore.with_url's)
+# All figures, per database: each table's title, shape and the form of its figures (None: ÷ with_url's)
 TITLES = """Time of one call, median (99th percentile) in microseconds:
 |`SQLStore.with_url`'s median time ÷ each other store's (below 1.00: `SQLStore.with_url` is faster):
 |Session mix, operations per second:
@@ -181,8 +181,7 @@ def _keys(results: dict[str, Any], shape: str) -> list[tuple[list[str], tuple[An
 
 
 def _groups(results: dict[str, Any], *shapes: str) -> dict[str, Any]:
-    groups = results["groups"].items()
-    return {d: g for d, g in groups if g.get("available", True) and any(g.get(shape) for shape in shapes)}
+    return {d: g for d, g in results["groups"].items() if any(g.get(shape) for shape in shapes)}
 
 
 def _summary(results: dict[str, Any], shape: str, keys: list[Any], share: str) -> str:
@@ -194,7 +193,7 @@ def _summary(results: dict[str, Any], shape: str, keys: list[Any], share: str) -
         for name in tried:
             value, status = _number(_figure(group, shape, name, key)), group["contenders"].get(name, {})
             versus = f" ({share.format(value / raw)})" if name in WAYS and raw and value is not None else ""
-            missing = {"error": "failed", "unavailable": "n/a"}.get(status.get("status", ""), "-")
+            missing = MISSING.get(status.get("status", ""), "-")
             row.append(missing if value is None else _fmt(value) + versus)  # missing: failed, n/a or not run
         rows.append(row)
     head = ["value", "tasks"] if shape == "concurrent" else ["operation"]
@@ -239,35 +238,27 @@ def _problems(results: dict[str, Any]) -> str:
         for name, count in group.get("misses", {}).items():
             if count:
                 lines.append(f"- {where}, {LABELS.get(name, name)}: {count} reads missed the value written.")
-    for dialect, part in results.get("scale", {}).items():
+    for where, part in [(database(results, d), part) for d, part in results.get("scale", {}).items()]:
         if "error" in part:
-            where, error = database(results, dialect), _one_line(part["error"])
-            lines.append(f"- {where}, large tables: failed: `{error}`")
+            lines.append(f"- {where}, large tables: failed: `{_one_line(part['error'])}`")
     intro = "### Stores that did not run\n\nA `failed` or `n/a` in a table:\n\n"
     return intro + "\n".join(lines) + "\n\n" if lines else ""
 
 
 def _figures(results: dict[str, Any], dialect: str, group: dict[str, Any]) -> str:
     """Every figure of one database, and each store's ÷ `SQLStore.with_url`'s."""
-    names = [
-        n for n in ALL_CONTENDERS if n in group.get("sequential", {}) or n in group.get("concurrent", {})
-    ]
-    ok = [
-        f"**{LABELS.get(n, n)}**: {i['detail']}"
-        for n, i in group["contenders"].items()
-        if i["status"] == "ok"
-    ]
-    out = f"### {database(results, dialect)}\n\nStores: {'; '.join(ok)}.\n\n"
+    measured = group.get("sequential", {}) | group.get("concurrent", {})
+    names, infos = [n for n in ALL_CONTENDERS if n in measured], group["contenders"].items()
+    ok = "; ".join(f"**{LABELS.get(n, n)}**: {info['detail']}" for n, info in infos if info["status"] == "ok")
+    out = f"### {database(results, dialect)}\n\nStores: {ok}.\n\n"
     for title, shape, form in zip(TITLES.split("\n|"), SHAPES, FORMS, strict=True):
         if group.get(shape):
             versus, rows = form is None, []
             shown = [n for n in names if n in group[shape] or shape != "client_cpu"]  # CPU: measured ones
             columns = [n for n in names if n != MAIN] if versus else shown
             for labels, key in _keys(results, shape):
-                mine, cells = (
-                    _figure(group, shape, MAIN, key),
-                    [_figure(group, shape, n, key) for n in columns],
-                )
+                mine = _figure(group, shape, MAIN, key)
+                cells = [_figure(group, shape, n, key) for n in columns]
                 rows.append(labels + [_ratio(mine, c) if versus else _fmt(c, form) for c in cells])
             heads = ["operation", "value"] if shape == "sequential" else ["value", "tasks"]
             heads += [("÷ " if versus else "") + LABELS.get(n, n) for n in columns]
@@ -316,11 +307,8 @@ def markdown(results: dict[str, Any], chart_name: str | None) -> str:
 def chart(results: dict[str, Any], path: Path) -> str | None:
     """Bar chart of the mix throughput per database and store; ``None`` or why it was not drawn."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import FuncFormatter
+        from matplotlib import colormaps
+        from matplotlib.figure import Figure  # no pyplot: no GUI backend, nothing to close
     except ImportError as error:
         return f"matplotlib is not installed ({error})"
     if not (groups := _groups(results, "concurrent")):
@@ -328,28 +316,26 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
     sizes, tasks = results["settings"]["sizes"], results["settings"]["tasks"]
     names = [n for n in ALL_CONTENDERS if any(n in g["concurrent"] for g in groups.values())]
     ticks = [database(results, d).replace(" (", "\n(") for d in groups]
-    width, figsize = 0.8 / len(names), (6.5 * len(sizes), 3.8 * len(tasks))
-    fig, axes = plt.subplots(len(tasks), len(sizes), figsize=figsize, squeeze=False)
+    fig, width = Figure(figsize=(6.5 * len(sizes), 3.8 * len(tasks))), 0.8 / len(names)
+    axes = fig.subplots(len(tasks), len(sizes), squeeze=False)
     for ax, (n_tasks, size) in zip(axes.flat, [(t, z) for t in tasks for z in sizes], strict=True):
         for i, name in enumerate(names):
             values = [_figure(g, "concurrent", name, (size, n_tasks)) or 0.0 for g in groups.values()]
             xs = [x + (i - (len(names) - 1) / 2) * width for x in range(len(groups))]
             edge, label = "black" if name == MAIN else None, LABELS.get(name, name)
-            ax.bar(xs, values, width, label=label, color=plt.get_cmap("tab10")(i), edgecolor=edge)
+            ax.bar(xs, values, width, label=label, color=colormaps["tab10"](i), edgecolor=edge)
             for x, value, group in zip(xs, values, groups.values(), strict=True):
-                status = group["contenders"].get(name, {}).get("status")
-                if not value and status in ("error", "unavailable"):  # a bar of 0: say why
-                    text = "failed" if status == "error" else "n/a"
+                text = MISSING.get(group["contenders"].get(name, {}).get("status", ""))
+                if not value and text:  # a bar of 0: say why
                     ax.text(x, 0, text, rotation=90, fontsize=7, ha="center", va="bottom")
         ax.set_xticks(range(len(groups)), ticks, fontsize=8)
         ax.set_title(f"session mix, {size_label(size)} values, {n_tasks} task" + "s" * (n_tasks > 1))
         ax.set_ylabel("operations per second")
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:,.0f}"))
+        ax.yaxis.set_major_formatter("{x:,.0f}")
         ax.grid(axis="y", alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncols=len(names), fontsize=9, frameon=False)
     fig.suptitle("sqlsession benchmark: session mix throughput per database and store (higher is better)")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return None

@@ -2,8 +2,7 @@
 ``docs/benchmarks.md`` and ``docs/benchmarks.png``. The exit status is 0 whatever the figures say.
 
 The shapes of a run, each interleaved over the contenders so that machine drift hits them alike:
-:func:`sequential` (one task, each call timed alone), :func:`concurrent` (a session mix from several tasks)
-and :func:`run_scale` (``SQLStore.with_url`` alone on large tables, and ``delete_expired()`` on them)."""
+:func:`sequential` (one call at a time), :func:`concurrent` (a session mix) and :func:`run_scale`."""
 
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ import os
 import platform
 import random
 import secrets
-import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -31,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from sqlsession._keys import encode_namespace
 
 from . import contenders as c
 from . import report
@@ -71,8 +71,7 @@ def _rotated(items: Sequence[Contender], shift: int) -> list[Contender]:
 async def _write(
     contenders: Sequence[Contender], keys: Any, value: bytes, expires_in: int, errors: Any, mix: Any = None
 ) -> list[Contender]:
-    """Write ``keys`` to the contenders that have not failed (then run the mix ``mix``, a warm-up); return
-    those that still have not; adds the others to ``errors``."""
+    """Write ``keys`` (then the warm-up mix ``mix``) to the contenders not failed; return those still not."""
     for contender in [x for x in contenders if x.name not in errors]:
         try:
             for key in keys:
@@ -131,9 +130,8 @@ async def sequential(
 async def _mix(store: Any, tasks: int, seconds: float, keys: Any, value: bytes, expires_in: int) -> Any:
     """Run the mix; return (operations done, seconds, client CPU seconds)."""
     calls = [op_call(store, op, value, expires_in) for op in ("get_renew", "set", "delete")]
-    rng = random.Random(4)  # the mix as (operation, key): 0 = get with renewal, 1 = set, 2 = delete
-    mix = rng.choices((0, 1, 2), weights=(70, 25, 5), k=20_000)
-    schedule = [(op, rng.randrange(len(keys))) for op in mix]
+    rng = random.Random(4)  # (operation, key): 0 = get with renewal, 1 = set, 2 = delete (70, 25, 5%)
+    schedule = [(op, rng.randrange(len(keys))) for op in rng.choices((0, 1, 2), (70, 25, 5), k=20_000)]
     cpu, started = time.process_time(), time.perf_counter()
     deadline = started + seconds
 
@@ -150,9 +148,7 @@ async def _mix(store: Any, tasks: int, seconds: float, keys: Any, value: bytes, 
     return sum(counts), time.perf_counter() - started, time.process_time() - cpu
 
 
-async def concurrent(
-    contenders: Sequence[Contender], s: Settings, errors: dict[str, str]
-) -> tuple[Cells, Cells]:
+async def concurrent(contenders: list[Contender], s: Settings, errors: dict[str, str]) -> tuple[Cells, Cells]:
     """Operations per second of the session mix per contender, size and number of tasks; and the CPU
     time of this process (all threads) per second of it: near 1.0, the client is the bottleneck (one
     core of Python); well below, it waits on the server. Adds the contenders that fail to ``errors``."""
@@ -168,11 +164,10 @@ async def concurrent(
                     gc.collect()
                     try:
                         done = await _mix(x.store, tasks, s.seconds, keys, value, s.expires_in)
+                        total = totals.setdefault((x.name, str(size), str(tasks)), [0, 0.0, 0.0])
+                        total[:] = [a + b for a, b in zip(total, done, strict=True)]
                     except Exception as error:
                         errors[x.name] = why(error)
-                        continue
-                    total = totals.setdefault((x.name, str(size), str(tasks)), [0, 0.0, 0.0])
-                    total[:] = [a + b for a, b in zip(total, done, strict=True)]
         finally:
             gc.unfreeze()
     for (name, size, tasks), (done, elapsed, used) in totals.items():
@@ -201,8 +196,8 @@ async def bulk_load(store: Any, n: int, value_bytes: int, expires_at: int) -> tu
     """Add ``n`` rows to the store's table fast; return (seconds, rows in the table)."""
     table, url, started = store.table.name, store.engine.url, time.perf_counter()
     backend, engine = url.get_backend_name(), create_async_engine(url, isolation_level="AUTOCOMMIT")
-    value = os.urandom(value_bytes).hex()  # only literals we made: hex and integers
-    fields = {"table": table, "ns": store._ns.hex(), "value": value, "expires": expires_at}
+    fields = {"table": table, "ns": encode_namespace(store.namespace_path).hex(), "expires": expires_at}
+    fields["value"] = os.urandom(value_bytes).hex()  # only literals we made: hex and integers
     try:
         async with engine.connect() as conn:
             for first in range(0, n, chunk := _CHUNK.get(backend, 10**9)):
@@ -244,8 +239,8 @@ async def _gets_while(store: Any, keys: Sequence[str], settings: Settings, work:
     return result, elapsed, latencies
 
 
-async def run_scale(dialect: str, s: Settings, log: Callable[[str], None]) -> dict[str, Any]:
-    """The scale part for one dialect: see the module docstring."""
+async def run_scale(dialect: str, s: Settings) -> dict[str, Any]:
+    """``SQLStore.with_url`` alone on large tables of a dialect, then ``delete_expired()`` on the largest."""
     shift, sizes, keys, stores = [0.0], sorted(set(s.rows)), session_keys(s.scale_keys, "w"), []
     out: dict[str, Any] = {"rows": {}, "value_bytes": 512, "fill_value_bytes": s.fill_value_bytes}
     clock = lambda: time.time() + shift[0]  # noqa: E731
@@ -259,7 +254,7 @@ async def run_scale(dialect: str, s: Settings, log: Callable[[str], None]) -> di
                 expires_at = round((time.time() + days * _DAY) * _US)
                 took, count = await bulk_load(stores[-1].store, rows, s.fill_value_bytes, expires_at)
                 seconds += took
-            log(f"  {dialect}: loaded {fill:,} rows ({live:,} of them live at cleanup) in {seconds:.1f} s")
+            _log(f"  {dialect}: loaded {fill:,} rows ({live:,} of them live at cleanup) in {seconds:.1f} s")
             out["rows"][str(n)] = {"filled": fill, "expiring": fill - live, "live": live, "load_s": seconds}
             out["rows"][str(n)]["table_rows_after_load"] = count
         cells, misses, errors = await sequential(stores, (512,), s.scale_keys, s.scale_rounds, 7 * _DAY, keys)
@@ -270,16 +265,15 @@ async def run_scale(dialect: str, s: Settings, log: Callable[[str], None]) -> di
         big, read_keys = stores[-1].store, [f"{key}512" for key in keys]
         _, _, baseline = await _gets_while(big, read_keys, s, lambda: asyncio.sleep(2.0))
         shift[0] = 2 * _DAY
-        log(f"  {dialect}: delete_expired() on {sizes[-1]:,} rows ...")
+        _log(f"  {dialect}: delete_expired() on {sizes[-1]:,} rows ...")
         deleted, seconds, during = await _gets_while(big, read_keys, s, big.delete_expired)
         out["delete_expired"] = {"rows": sizes[-1], "deleted": deleted, "seconds": seconds}
         out["delete_expired"] |= {"get_tasks": s.delete_get_tasks, "get_rate": s.delete_get_rate}
         out["delete_expired"] |= {"baseline": latency_summary(baseline), "during": latency_summary(during)}
         out["delete_expired"]["working_keys_still_readable"] = await big.exists(read_keys[0])
-        log(f"  {dialect}: deleted {deleted:,} rows in {seconds:.1f} s")
+        _log(f"  {dialect}: deleted {deleted:,} rows in {seconds:.1f} s")
     finally:
-        for contender in stores:
-            await contender.close()
+        await c.drop_tables(stores)
     return out
 
 
@@ -306,64 +300,39 @@ def _list(cast: Any) -> Any:
     return lambda text: tuple(cast(part.strip().replace("_", "")) for part in text.split(",") if part.strip())
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    add, dialects, ints = parser.add_argument, c.ALL_DIALECTS, _list(int)
-    add("--quick", action="store_true", help="tiny counts, for a check that it runs")
-    add("--dialects", type=_list(str), default=dialects, help=f"of {','.join(dialects)}")
-    for name in COUNTS:  # --rows 0: no scale part
-        default = getattr(Settings, name)
-        kind = ints if isinstance(default, tuple) else type(default)
-        add("--" + name.replace("_", "-"), type=kind, help=f"default {str(default).strip('()')}")
-    add("--docs-dir", type=Path, help="write benchmarks.md and .png here (default of a full run: docs/)")
-    add("--json", type=Path, help="also write the raw results as JSON here")
-    add("--note", default="", help="a note for the page (e.g. what else ran on the machine)")
-    args = parser.parse_args(argv)
-    if unknown := [name for name in args.dialects if name not in dialects]:
-        parser.error(f"unknown: {', '.join(unknown)} (known: {', '.join(dialects)})")
-    return args
-
-
 def _sh(*args: str) -> str:
-    try:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
         return subprocess.run(args, capture_output=True, text=True, timeout=10, check=False).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
+    return ""
 
 
 def machine() -> dict[str, Any]:
     lines = [line.split(":", 1) for line in _sh("lscpu").splitlines() if ":" in line]
     lscpu = {name.strip(): value.strip() for name, value in lines}
-    memory = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0]) / 1024 / 1024
     out = {"cpu": lscpu.get("Model name", platform.processor()), "nproc": _sh("nproc") or str(os.cpu_count())}
-    out |= {"cores_per_socket": lscpu.get("Core(s) per socket", "?"), "memory_gib": round(memory, 1)}
-    out |= {"threads_per_core": lscpu.get("Thread(s) per core", "?"), "kernel": platform.release()}
-    out |= {"hypervisor": lscpu.get("Hypervisor vendor", ""), "sqlite": sqlite3.sqlite_version}
-    out["os"] = _sh("sh", "-c", ". /etc/os-release && echo $PRETTY_NAME")
-    return out | {"python": sys.version.split()[0]}
+    out |= {"cores_per_socket": lscpu.get("Core(s) per socket", "?"), "kernel": platform.release()}
+    out |= {"threads_per_core": lscpu.get("Thread(s) per core", "?"), "sqlite": sqlite3.sqlite_version}
+    out |= {"hypervisor": lscpu.get("Hypervisor vendor", ""), "python": sys.version.split()[0]}
+    out["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3, 1)
+    return out | {"os": _sh("sh", "-c", ". /etc/os-release && echo $PRETTY_NAME")}
 
 
-def busy_processes() -> dict[str, Any]:
-    """Load average and other busy processes: was the machine quiet?"""
+def machine_load() -> tuple[dict[str, Any], dict[str, float]]:
+    """Was the machine quiet: the load average and other busy processes; and the CPU seconds so far of the
+    whole machine (busy), of this process and of the database servers."""
     ps = _sh("ps", "-eo", "pid,pcpu,comm", "--sort=-pcpu", "--no-headers").splitlines()[:12]
     rows = [line.split(None, 2) for line in ps]
     busy = [f"{comm} ({cpu}% CPU)" for pid, cpu, comm in rows if int(pid) != os.getpid() and float(cpu) >= 5]
-    return {"loadavg": [round(x, 2) for x in os.getloadavg()], "busy": busy}
-
-
-def cpu_snapshot() -> dict[str, float]:
-    """CPU seconds so far: the whole machine (busy), this process, and the database servers."""
     tick, servers = os.sysconf("SC_CLK_TCK"), 0.0
     user, nice, system, _idle, _iowait, irq, softirq = map(int, Path("/proc/stat").read_text().split()[1:8])
     for entry in Path("/proc").iterdir():
-        try:
+        with contextlib.suppress(OSError, IndexError, ValueError):
             if entry.name.isdigit() and (entry / "comm").read_text().startswith(SERVER_PROCESSES):
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
                 servers += (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, IndexError, ValueError):
-            continue
-    busy, own = (user + nice + system + irq + softirq) / tick, os.times()
-    return {"busy": busy, "own": own.user + own.system, "servers": servers, "wall": time.monotonic()}
+    total, own = (user + nice + system + irq + softirq) / tick, os.times()
+    cpu = {"busy": total, "own": own.user + own.system, "servers": servers, "wall": time.monotonic()}
+    return {"loadavg": [round(x, 2) for x in os.getloadavg()], "busy": busy}, cpu
 
 
 async def servers(settings: Settings) -> dict[str, str]:
@@ -416,10 +385,7 @@ async def _group(dialect: str, s: Settings) -> dict[str, Any]:
             group["concurrent"], group["client_cpu"] = await concurrent(opened, s, errors)
             infos |= {name: {"status": "error", "detail": message} for name, message in errors.items()}
     finally:
-        for contender in opened:
-            with contextlib.suppress(Exception):  # a failed close() changes no figure
-                await contender.close()
-        await c.drop_tables()
+        await c.drop_tables(opened)
     for name, info in infos.items():
         if info["status"] != "ok":
             _log(f"{dialect}: {name} {info['status']}: {info['detail']}")
@@ -428,35 +394,45 @@ async def _group(dialect: str, s: Settings) -> dict[str, Any]:
 
 async def run(s: Settings, command: str) -> dict[str, Any]:
     """Everything one run measures, as a JSON-ready dict."""
-    started, cpu_before, scale = time.perf_counter(), cpu_snapshot(), {}
+    started, (load_before, cpu_before), scale = time.perf_counter(), machine_load(), {}
     revision = _sh("git", "-C", str(REPO), "rev-parse", "--short", "HEAD") or "?"
     if _sh("git", "-C", str(REPO), "status", "--porcelain", "--", "sqlsession"):
         revision += " + uncommitted changes in sqlsession/"
     meta = {"command": command, "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     meta |= {"machine": machine(), "packages": {name: c.version_of(name) for name in PACKAGES.split()}}
-    meta |= {"revision": revision, "load_before": busy_processes(), "servers": await servers(s)}
+    meta |= {"revision": revision, "load_before": load_before, "servers": await servers(s)}
     groups = {dialect: await _group(dialect, s) for dialect in s.dialects}
     results = {"meta": meta, "settings": dataclasses.asdict(s), "groups": groups}
-    if s.rows and "sqlsession" in s.contenders:
-        results["scale"] = scale
-    for dialect in [d for d in s.dialects if groups[d]["available"]] if "scale" in results else ():
+    results |= {"scale": scale} if s.rows else {}
+    for dialect in [d for d in s.dialects if groups[d]["available"]] if s.rows else ():
         _log(f"{dialect}: scale part, rows {', '.join(f'{n:,}' for n in s.rows)}")
         try:
-            scale[dialect] = await run_scale(dialect, s, _log)
+            scale[dialect] = await run_scale(dialect, s)
         except Exception as error:
             _log(f"{dialect}: scale part failed: {why(error)}")
             scale[dialect] = {"error": why(error)}
-        finally:
-            await c.drop_tables()
-    before, after = cpu_before, cpu_snapshot()
-    used = {key: after[key] - before[key] for key in before}  # cores used by others than this and the servers
+    meta["load_after"], cpu_after = machine_load()
+    used = {key: cpu_after[key] - cpu_before[key] for key in cpu_before}  # others: not this, not the servers
     meta["foreign_cores"] = max(used["busy"] - used["own"] - used["servers"], 0.0) / max(used["wall"], 1e-9)
-    meta |= {"load_after": busy_processes(), "duration_s": time.perf_counter() - started}
+    meta["duration_s"] = time.perf_counter() - started
     return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    add, dialects, ints = parser.add_argument, c.ALL_DIALECTS, _list(int)
+    add("--quick", action="store_true", help="tiny counts, for a check that it runs")
+    add("--dialects", type=_list(str), default=dialects, help=f"of {','.join(dialects)}")
+    for name in COUNTS:  # --rows 0: no scale part
+        default = getattr(Settings, name)
+        kind = ints if isinstance(default, tuple) else type(default)
+        add("--" + name.replace("_", "-"), type=kind, help=f"default {str(default).strip('()')}")
+    add("--docs-dir", type=Path, help="write benchmarks.md and .png here (default of a full run: docs/)")
+    add("--json", type=Path, help="also write the raw results as JSON here")
+    add("--note", default="", help="a note for the page (e.g. what else ran on the machine)")
+    args = parser.parse_args(argv)
+    if unknown := [name for name in args.dialects if name not in dialects]:
+        parser.error(f"unknown: {', '.join(unknown)} (known: {', '.join(dialects)})")
     given, shown = list(sys.argv[1:] if argv is None else argv), ["python -m bench"]
     for before, arg in zip([None, *given], given, strict=False):  # what changes the figures
         if before not in OUTPUTS and not arg.startswith(OUTPUTS):
@@ -464,13 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     values: dict[str, Any] = dict(QUICK) if args.quick else {}
     values |= {name: getattr(args, name) for name in COUNTS if getattr(args, name) is not None}
     values["rows"] = tuple(n for n in values.get("rows", Settings.rows) if n)
-    workdir = Path(tempfile.mkdtemp(prefix="sqlsession-bench-"))
-    try:
-        settings = Settings(dialects=args.dialects, workdir=workdir, **values)
+    with tempfile.TemporaryDirectory(prefix="sqlsession-bench-", ignore_cleanup_errors=True) as workdir:
+        settings = Settings(dialects=args.dialects, workdir=Path(workdir), **values)
         _log(f"benchmark: dialects {', '.join(settings.dialects)}; working files in {workdir}")
         results = asyncio.run(run(settings, " ".join(shown)))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     results["meta"] |= {"note": args.note, "foreign_limit": FOREIGN_LIMIT}
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,7 @@
-"""What sealed values cost: ``python -m bench.sealing [--dialects sqlite,asyncpg] [--ops N]``.
-
-For 512 B and 16 KiB of text that compresses like JSON/HTML, plain, compressed, encrypted (AES-256-GCM) and
-both: the CPU of ``seal`` (``set``) and ``open`` (``get``) and the stored size; then the median time of a
-``set`` and a ``get`` through ``SQLStore.with_url`` on a fresh table of each dialect.
-"""
+"""What sealed values cost (``python -m bench.sealing``): for 512 B and 16 KiB of text that compresses like
+JSON/HTML, plain, compressed, encrypted (AES-256-GCM) and both, the CPU of ``seal`` (``set``) and ``open``
+(``get``) and the stored size; then the median time of a ``set`` and a ``get`` through ``SQLStore.with_url``
+on a fresh table of each dialect."""
 
 from __future__ import annotations
 
@@ -55,8 +53,7 @@ async def _pairs(dialect: str, s: Settings, options: dict[str, Any], value: byte
             times.append(time.perf_counter() - start)
         return statistics.median(times[min(ops, 50) :]) * 1e6
     finally:
-        await contender.close()
-        await drop_tables()
+        await drop_tables([contender])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,13 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {label} | {mode} | {len(stored):,} | {seal:.2f} | {unseal:.2f} |")
     print(f"\nset + get through SQLStore.with_url, median µs per pair of {args.ops}:")
     print("| dialect | value | " + " | ".join(MODES) + " |\n|---|---|" + "---|" * len(MODES))
-    for dialect, settings, reason in tool_settings(args.dialects):
-        for label, size in SIZES.items() if settings else ():
+    for dialect, settings in tool_settings(args.dialects, "| {dialect} | unavailable: {reason} |"):
+        for label, size in SIZES.items():
             value = sample(size)
             pairs = [asyncio.run(_pairs(dialect, settings, mode, value, args.ops)) for mode in MODES.values()]
             print(f"| {dialect} | {label} | " + " | ".join(f"{us:,.0f}" for us in pairs) + " |")
-        if reason:
-            print(f"| {dialect} | unavailable: {reason} |")
     return 0
 
 
