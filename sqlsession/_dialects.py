@@ -2,7 +2,8 @@
 
 - the upsert construct (``ON CONFLICT DO UPDATE`` vs ``ON DUPLICATE KEY UPDATE``);
 - the renew strategy, read off SQLAlchemy's dialect (``UPDATE ... RETURNING`` or not);
-- a ``DELETE`` of at most N rows (``LIMIT`` on MySQL, a key subquery elsewhere);
+- a ``DELETE`` of at most N rows found through the expiry index (``ORDER BY ... LIMIT`` on MySQL,
+  a subquery elsewhere);
 - the default async driver for a plain URL, and the settings of an engine we create
   (SQLite: WAL, ``synchronous=NORMAL``, a busy timeout; behind a transaction-mode pooler such as
   PgBouncer, no named server-side prepared statements);
@@ -27,19 +28,22 @@ from sqlalchemy import (
     ColumnElement,
     Delete,
     Table,
+    and_,
     any_,
     column,
     delete,
     event,
     func,
-    literal_column,
     select,
+    true,
     tuple_,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import operators
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnClause, UnaryExpression
 from sqlalchemy.sql.visitors import replacement_traverse
@@ -137,16 +141,14 @@ def bounded_delete(
     SQLite: ``scope`` is kept from the planner. Where many rows have expired, its statistics make a
     namespace's primary key range look cheaper than the index, and each batch would then walk that
     range from its start past every live row the batches before it kept (minutes instead of
-    seconds for a million expired rows beside a million live ones). MariaDB does the same, and
-    there nothing short of another statement shape keeps it from that (or from a full scan)."""
+    seconds for a million expired rows beside a million live ones). MariaDB does the same (127 s
+    for that table on this project's machine, where one unbatched ``DELETE`` takes 17.5 s)."""
     if dialect.name in ("mysql", "mariadb"):
-        # MySQL cannot select from the table it deletes from, but has DELETE ... LIMIT
-        stmt = delete(table).where(*scope, expired)
-        mysql_limit = getattr(mysql, "limit", None)  # SQLAlchemy 2.1; 2.0 has the mysql_limit option
-        if mysql_limit is not None:
-            # an int rendered in the SQL text: the statement is compiled once, for the driver
-            return stmt.ext(mysql_limit(literal_column(str(int(limit)))))
-        return stmt.with_dialect_options(mysql_limit=limit)
+        # MySQL cannot select from the table it deletes from, but has DELETE ... ORDER BY ... LIMIT.
+        # The scope written ``(terms) IS TRUE`` (the same rows) serves no index range, and the order
+        # steers the optimizer to the expires_at index: 15-16 s instead of 127 s for the table above
+        terms = (and_(*scope).is_(true()),) if scope else ()
+        return _OrderedDelete(table, table.c.expires_at, limit).where(*terms, expired)
     # The batch is chosen in a subquery; the terms are checked again on each row the DELETE reaches,
     # so that a row renewed or replaced after the subquery read it (READ COMMITTED re-reads the
     # newest version of a row it has to wait for) is not deleted.
@@ -161,6 +163,25 @@ def bounded_delete(
     key = tuple_(*table.primary_key.columns)
     batch = select(*table.primary_key.columns).where(*_unindexed(scope, table), expired).limit(limit)
     return delete(table).where(key.in_(batch), *_unindexed((*scope, expired), table))
+
+
+class _OrderedDelete(Delete):
+    """``DELETE ... ORDER BY column LIMIT n`` (MySQL/MariaDB), compiled by :func:`_ordered_delete`."""
+
+    inherit_cache = False  # order and limit are not part of Delete's cache key: compiled each time
+
+    def __init__(self, table: Table, order_by: ColumnElement[Any], limit: int) -> None:
+        super().__init__(table)
+        self.order_by = order_by
+        self.limit = int(limit)
+
+
+@compiles(_OrderedDelete, "mysql", "mariadb")
+def _ordered_delete(element: _OrderedDelete, compiler: SQLCompiler, **kw: Any) -> str:
+    # the limit is an int in the SQL text: the statement is compiled once, for the driver
+    order_by = compiler.process(element.order_by, **kw)
+    deleted = compiler.visit_delete(element, **kw)  # type: ignore[no-untyped-call]
+    return f"{deleted} ORDER BY {order_by} LIMIT {element.limit}"
 
 
 def _unindexed(where: Sequence[ColumnElement[bool]], table: Table) -> list[ColumnElement[bool]]:
