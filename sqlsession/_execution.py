@@ -41,6 +41,7 @@ when a batch had committed before the connection was lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -185,6 +186,7 @@ class Executor:
         "owned",
         "pool",
         "runner",
+        "sweeps",
         "table",
         "waiters",
         "waiting",
@@ -210,7 +212,8 @@ class Executor:
         self.waiting: dict[asyncio.AbstractEventLoop, int] = {}  # our calls waiting for the pool
         # our calls holding a connection, and those waiting for one of them to be handed on
         self.busy: dict[asyncio.AbstractEventLoop, int] = {}
-        self.waiters: dict[asyncio.AbstractEventLoop, deque[asyncio.Future[Any]]] = {}
+        self.waiters: dict[asyncio.AbstractEventLoop, deque[tuple[asyncio.Future[Any], float]]] = {}
+        self.sweeps: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}  # _time_out_waiters
         self.closing: set[asyncio.Future[Any]] = set()
         self.connecting: set[asyncio.Future[Any]] = set()  # our checkouts in tasks, not yet done
         # the cause last logged, when, and how many failures with that cause went unlogged since
@@ -443,12 +446,16 @@ class Executor:
     async def _handed_on(self, loop: asyncio.AbstractEventLoop) -> PoolProxiedConnection | None:
         """The connection another call on this loop hands on when it is done with it; ``None``:
         take one from the pool instead (that call gave its connection back to the pool, or lost it).
-        Raises SQLAlchemy's pool ``TimeoutError`` after ``pool_timeout`` seconds, as the pool would."""
+        Raises SQLAlchemy's pool ``TimeoutError`` after about ``pool_timeout`` seconds, as the pool
+        would (one timer per event loop looks at the waiting calls a few times per ``pool_timeout``:
+        a timer per call would cost a tenth of a busy store's CPU)."""
         handed: asyncio.Future[PoolProxiedConnection | None] = loop.create_future()
-        waiters = self.waiters.setdefault(loop, deque())
-        waiters.append(handed)
         timeout = self.pool.timeout() if isinstance(self.pool, QueuePool) else 30.0
-        timer = loop.call_later(timeout, _time_out, handed, self.pool, timeout)
+        entry = (handed, loop.time() + timeout)
+        waiters = self.waiters.setdefault(loop, deque())
+        waiters.append(entry)
+        if loop not in self.sweeps:
+            self.sweeps[loop] = loop.call_later(timeout / 4, self._time_out_waiters, loop, timeout)
         try:
             return await handed
         except BaseException:
@@ -459,12 +466,25 @@ class Executor:
                     self._drop(lease)
             raise
         finally:
-            timer.cancel()
-            if not handed.done():
-                handed.cancel()
-                waiters.remove(handed)
+            handed.cancel()  # no-op once it has its answer
+            if handed.cancelled() or handed.exception() is not None:  # not taken off by who answered
+                with contextlib.suppress(ValueError):
+                    waiters.remove(entry)
             if not waiters:
                 self.waiters.pop(loop, None)
+
+    def _time_out_waiters(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        del self.sweeps[loop]
+        waiters = self.waiters.get(loop, ())
+        now = loop.time()
+        for handed, deadline in waiters:
+            if deadline <= now and not handed.done():
+                message = (
+                    f"no connection was handed on within pool_timeout ({timeout} s): {self.pool.status()}"
+                )
+                handed.set_exception(PoolTimeoutError(message))
+        if any(not handed.done() for handed, _ in waiters):
+            self.sweeps[loop] = loop.call_later(timeout / 4, self._time_out_waiters, loop, timeout)
 
     def _checkout_now(self) -> PoolProxiedConnection | None:
         """The connection waiting in the pool, checked out without awaiting (so that nothing can
@@ -525,7 +545,7 @@ class Executor:
         without awaiting; ``False``: the pool would close it, which the caller must do."""
         waiters = self.waiters.get(loop)
         while waiters:
-            handed = waiters.popleft()
+            handed, deadline = waiters.popleft()
             if handed.done():  # timed out or cancelled
                 continue
             queued = _queued(self.pool)
@@ -537,7 +557,7 @@ class Executor:
                 # there, and this call takes its turn in that queue
                 handed.set_result(None)
             else:  # a checkout of ours waits there: it takes the connection, this call waits on
-                waiters.appendleft(handed)
+                waiters.appendleft((handed, deadline))
             break
         self._done_with(loop)
         if self.keep and not self.waiting.get(loop):
@@ -596,7 +616,7 @@ class Executor:
         of ours waiting there for one goes to the pool instead (which may open one in its place)."""
         waiters = self.waiters.get(loop)
         while waiters:
-            handed = waiters.popleft()
+            handed, _ = waiters.popleft()
             if not handed.done():
                 handed.set_result(None)
                 return
@@ -609,6 +629,7 @@ class Executor:
             self.waiting.pop(loop, None)
             self.busy.pop(loop, None)
             self.waiters.pop(loop, None)
+            self.sweeps.pop(loop, None)
 
     async def close(self, *, dispose: bool) -> None:
         """Give back the connections this event loop holds; dispose an engine the store created
@@ -655,12 +676,6 @@ def _queued(pool: Pool) -> int | None:
         return sum(not getter.done() for getter in getters)
     except (AttributeError, TypeError, RuntimeError):  # RuntimeError: changed by another thread
         return None
-
-
-def _time_out(handed: asyncio.Future[Any], pool: Pool, timeout: float) -> None:
-    if not handed.done():
-        message = f"no connection was handed on within pool_timeout ({timeout} s): {pool.status()}"
-        handed.set_exception(PoolTimeoutError(message))
 
 
 def _checkin_clean(lease: PoolProxiedConnection) -> None:
