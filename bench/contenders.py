@@ -1,5 +1,5 @@
 """What a run measures (:class:`Settings`) and the stores it measures, each on a table (or namespace, or
-folder) of its own: Litestar's ``Store`` calls, and a ``close()``; :func:`drop_tables` drops the tables."""
+folder) of its own: Litestar's ``Store`` calls, and a ``close()``; :func:`dropping` drops the tables."""
 
 from __future__ import annotations
 
@@ -13,19 +13,19 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from litestar.stores.file import FileStore
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlsession import SQLStore
-from sqlsession._keys import encode_namespace
-from sqlsession._keys import key_digest as _digest
+from sqlsession._keys import encode_namespace, key_digest
 
 POSTGRES, MYSQL = "postgresql://postgres@127.0.0.1:5432/test", "mysql://root@127.0.0.1:3306/test"
 # dialect -> (server URL env variable or None for the embedded SQLite, default URL, async driver)
@@ -52,6 +52,7 @@ _RENEW += "{live} RETURNING value"
 PRAGMAS = ("PRAGMA busy_timeout = 15000", "PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL")
 # the marks of a bytes and of an integer parameter, ``{}`` its number: the casts SQLAlchemy renders
 MARKS = {"asyncpg": ("${}::BYTEA", "${}::BIGINT"), "psycopg": ("%s", "%s::BIGINT"), "asyncmy": ("%s", "%s")}
+SQLSPEC = {"asyncpg": "Asyncpg", "psycopg": "PsycopgAsync", "asyncmy": "Asyncmy", "sqlite": "Aiosqlite"}
 
 
 async def _cursor_fetch(conn: Any, sql: str, args: tuple[Any, ...]) -> Any:
@@ -74,8 +75,7 @@ class RawStore:
     driven by the tables above. A lone caller always gets the same connection."""
 
     def __init__(self, dialect: str, table: str, namespace: bytes, connections: list[Any]) -> None:
-        self.ns, (self.execute, self.fetch) = namespace, DRIVERS[dialect]
-        self.pool: asyncio.LifoQueue[Any] = asyncio.LifoQueue()
+        self.ns, (self.execute, self.fetch), self.pool = namespace, DRIVERS[dialect], asyncio.LifoQueue()
         for conn in connections:
             self.pool.put_nowait(conn)
         self.mysql, marks = dialect == "asyncmy", MARKS.get(dialect, ("?", "?"))  # MySQL: no RETURNING
@@ -100,10 +100,10 @@ class RawStore:
 
     async def set(self, key: str, value: bytes, expires_in: int | None = None) -> None:
         expires_at = round((time.time() + expires_in) * _US) if expires_in else None
-        await self._one(self.execute, self.upsert, (self.ns, _digest(key), value, expires_at))
+        await self._one(self.execute, self.upsert, (self.ns, key_digest(key), value, expires_at))
 
     async def get(self, key: str, renew_for: int | None = None) -> bytes | None:
-        now, digest = round(time.time() * _US), _digest(key)
+        now, digest = round(time.time() * _US), key_digest(key)
         if not renew_for:
             rows = await self._one(self.fetch, self.select_value, (self.ns, digest, now))
         elif not self.mysql:
@@ -120,11 +120,11 @@ class RawStore:
         return bytes(rows[0][0]) if rows else None
 
     async def exists(self, key: str) -> bool:
-        args = (self.ns, _digest(key), round(time.time() * _US))
+        args = (self.ns, key_digest(key), round(time.time() * _US))
         return bool(await self._one(self.fetch, self.select_expiry, args))
 
     async def delete(self, key: str) -> None:
-        await self._one(self.execute, self.delete_sql, (self.ns, _digest(key)))
+        await self._one(self.execute, self.delete_sql, (self.ns, key_digest(key)))
 
 
 @dataclass(frozen=True)
@@ -206,22 +206,28 @@ class Contender:
 _CREATED: dict[str, URL] = {}  # the tables of this run on a server (SQLite's go with the working directory)
 
 
-async def drop_tables(opened: Iterable[Contender] = ()) -> None:
-    """Close ``opened`` (a failed close() changes no figure), then drop the tables of this run still there."""
-    for contender in opened:
-        with contextlib.suppress(Exception):
-            await contender.close()
-    for name in list(_CREATED):
-        engine = create_async_engine(_CREATED.pop(name), isolation_level="AUTOCOMMIT")
-        with contextlib.suppress(Exception):  # the server is down: nothing more can be done from here
-            async with engine.connect() as conn:
-                await conn.exec_driver_sql("DROP TABLE IF EXISTS " + name)
-        await engine.dispose()
+@contextlib.asynccontextmanager
+async def dropping() -> AsyncIterator[list[Contender]]:
+    """A list for the contenders one opens; at the end, they are closed and the run's tables dropped."""
+    opened: list[Contender] = []
+    try:
+        yield opened
+    finally:
+        for contender in opened:
+            with contextlib.suppress(Exception):  # a failed close() changes no figure
+                await contender.close()
+        for name in list(_CREATED):
+            engine = create_async_engine(_CREATED.pop(name), isolation_level="AUTOCOMMIT")
+            with contextlib.suppress(Exception):  # the server is down: nothing more can be done from here
+                async with engine.connect() as conn:
+                    await conn.exec_driver_sql("DROP TABLE IF EXISTS " + name)
+            await engine.dispose()
 
 
-def _engine(url: URL, **options: Any) -> AsyncEngine:
-    """An engine; on SQLite with WAL and synchronous=NORMAL, as ``SQLStore.with_url`` and sqlspec set."""
+def _engine(url: URL, closing: contextlib.AsyncExitStack, **options: Any) -> AsyncEngine:
+    """An engine ``closing`` disposes; on SQLite: WAL, synchronous=NORMAL, as SQLStore.with_url, sqlspec."""
     engine = create_async_engine(url, **options)
+    closing.push_async_callback(engine.dispose)
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -243,9 +249,7 @@ async def open_contender(name: str, dialect: str, s: Settings, file: str = "", *
     if name not in ("FileStore", "RedisStore"):
         _CREATED[table] = url
     try:
-        if name == "FileStore":
-            from litestar.stores.file import FileStore
-
+        if name == "FileStore":  # Litestar's: always installed
             store = FileStore(s.workdir / f"filestore_{dialect}_{tag}", create_directories=True)
             closing.push_async_callback(store.delete_all)
             note = "litestar.stores.file.FileStore, a folder in a temporary directory"
@@ -258,8 +262,21 @@ async def open_contender(name: str, dialect: str, s: Settings, file: str = "", *
             await closing.enter_async_context(store)  # its exit closes its client
             closing.push_async_callback(store.delete_all)
             note = "litestar.stores.redis.RedisStore, a namespace of its own"
-        elif name == "sqlspec":
-            return await _open_sqlspec(dialect, url, table, size)
+        elif name == "sqlspec":  # the documented way: the store creates its table
+            prefix = SQLSPEC[dialect]  # of its class names
+            adapter = importlib.import_module(f"sqlspec.adapters.{driver}")
+            dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+            connection: dict[str, Any] = {"dsn": dsn, "min_size": size, "max_size": size}  # PostgreSQL
+            if dialect == "asyncmy":
+                connection = url.translate_connect_args(username="user") | {"minsize": size, "maxsize": size}
+            elif dialect == "sqlite":  # sqlspec's pool sets WAL and synchronous=NORMAL on a file by default
+                connection = {"database": url.database or "", "pool_size": size}
+            extension = {"extension_config": {"litestar": {"session_table": table}}}
+            config = getattr(adapter, f"{prefix}Config")(connection_config=connection, **extension)
+            closing.push_async_callback(config.close_pool)
+            store = getattr(importlib.import_module(f"{adapter.__name__}.litestar"), f"{prefix}Store")(config)
+            await store.create_table()
+            note = f"{prefix}Store (sqlspec {version_of('sqlspec')})"
         elif name == "advanced-alchemy":
             from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
             from advanced_alchemy.extensions.litestar.store import SQLAlchemyStore, StoreModelMixin
@@ -267,8 +284,7 @@ async def open_contender(name: str, dialect: str, s: Settings, file: str = "", *
             # the documented way: a model of one's own on StoreModelMixin, its table created from it
             model = type(f"BenchStore_{table}", (StoreModelMixin,), {"__tablename__": table})
             sa_table: Any = model.__table__
-            engine = _engine(url, pool_size=size, max_overflow=0)
-            closing.push_async_callback(engine.dispose)
+            engine = _engine(url, closing, pool_size=size, max_overflow=0)
             try:
                 async with engine.begin() as conn:
                     await conn.run_sync(sa_table.create)
@@ -291,34 +307,16 @@ async def open_contender(name: str, dialect: str, s: Settings, file: str = "", *
             closing.push_async_callback(store.close)
             note = "SQLStore.with_url(url)"
         else:  # an engine the application made as it usually does: SQLAlchemy's defaults, no autocommit
-            engine = _engine(url)
-            closing.push_async_callback(engine.dispose)
+            engine = _engine(url, closing)
             store = sql_store = SQLStore(engine, table_name=table)
             note = "SQLStore(create_async_engine(url))"
         if name in ("raw", "sqlsession", "sqlsession-engine"):  # the store's table, as the migrations make it
             async with sql_store.engine.begin() as conn:
                 await conn.run_sync(sql_store.table.create)
         return Contender(name, store, closing.aclose, note)
-    except ImportError as error:
-        raise Unavailable(f"not installed: {error}") from None
-
-
-async def _open_sqlspec(dialect: str, url: URL, table: str, size: int) -> Contender:
-    prefix = {"asyncpg": "Asyncpg", "psycopg": "PsycopgAsync", "asyncmy": "Asyncmy"}.get(dialect, "Aiosqlite")
-    configs = importlib.import_module(f"sqlspec.adapters.{url.drivername.split('+')[1]}")
-    stores = importlib.import_module(f"{configs.__name__}.litestar")
-    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    connection: dict[str, Any] = {"dsn": dsn, "min_size": size, "max_size": size}  # PostgreSQL
-    if dialect == "asyncmy":
-        connection = url.translate_connect_args(username="user") | {"minsize": size, "maxsize": size}
-    elif dialect == "sqlite":  # sqlspec's pool sets WAL and synchronous=NORMAL on a file database by default
-        connection = {"database": url.database or "", "pool_size": size}
-    extension = {"litestar": {"session_table": table}}
-    config = getattr(configs, f"{prefix}Config")(connection_config=connection, extension_config=extension)
-    store = getattr(stores, f"{prefix}Store")(config)
-    try:
-        await store.create_table()  # the documented way: the store creates its table
-    except BaseException:
-        await config.close_pool()
+    except BaseException as error:
+        with contextlib.suppress(Exception):  # what was opened before the failure
+            await closing.aclose()
+        if isinstance(error, ImportError):
+            raise Unavailable(f"not installed: {error}") from None
         raise
-    return Contender("sqlspec", store, config.close_pool, f"{prefix}Store (sqlspec {version_of('sqlspec')})")

@@ -11,46 +11,43 @@ import cProfile
 import os
 import pstats
 import time
-from collections.abc import Sequence
 
-from .contenders import ALL_DIALECTS, OPS, Settings, drop_tables, open_contender, tool_settings
+from .contenders import ALL_DIALECTS, OPS, Settings, dropping, open_contender, tool_settings
 from .run import op_call, session_keys
 
 
 async def _measure(args: argparse.Namespace, settings: Settings) -> None:
-    value, keys, stores, times = os.urandom(512), session_keys(args.calls), {}, {}
+    value, keys, times = os.urandom(512), session_keys(args.calls), {}
 
     async def calls(store: object, op: str) -> None:
         call = op_call(store, op, value, 3600)
         for key in keys:
             await call(key)
 
-    try:
+    async with dropping() as stores:
         for name in filter(None, args.contenders.split(",")):
-            stores[name] = await open_contender(name, args.dialect, settings)  # the benchmark's pool size
+            stores.append(await open_contender(name, args.dialect, settings))  # the benchmark's pool size
         for round_no in range(args.rounds + 1):  # round 0 warms up
-            for name, contender in stores.items():
+            for contender in stores:
                 await calls(contender.store, "set")  # the rows exist for every operation
                 cpu, wall = time.process_time(), time.perf_counter()
                 await calls(contender.store, args.op)
                 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
                 if round_no:
-                    times.setdefault(name, []).append((cpu / args.calls * 1e6, wall / args.calls * 1e6))
+                    times.setdefault(contender.name, []).append((cpu, wall))  # seconds of the round
         print(f"{args.dialect} {args.op} 512 B, {args.calls} calls x {args.rounds} rounds, one task:")
         for name, pairs in times.items():
-            cpu, wall = (min(column) for column in zip(*pairs, strict=True))
+            cpu, wall = (min(column) / args.calls * 1e6 for column in zip(*pairs, strict=True))
             print(f"  {name:<18} client CPU {cpu:7.1f} µs/call   wall {wall:7.1f} µs/call (best rounds)")
-        for name, contender in stores.items() if args.cprofile else ():
+        for contender in stores if args.cprofile else ():
             await calls(contender.store, "set")
             with cProfile.Profile() as profiler:
                 await calls(contender.store, args.op)
-            print(f"\n--- cProfile of {name} ({args.calls} calls), by own time ---")
+            print(f"\n--- cProfile of {contender.name} ({args.calls} calls), by own time ---")
             pstats.Stats(profiler).sort_stats("tottime").print_stats(args.cprofile)
-    finally:
-        await drop_tables(stores.values())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dialect", choices=ALL_DIALECTS, default="asyncpg")
     parser.add_argument("--op", choices=OPS, default="get")

@@ -11,20 +11,21 @@ import random
 import statistics
 import time
 
-from .contenders import ALL_DIALECTS, Settings, drop_tables, open_contender, tool_settings
+from .contenders import ALL_DIALECTS, Settings, dropping, open_contender, tool_settings
 
 RENEW_FOR, VALUE, KEYS = 3600, b"s" * 512, 32
 THRESHOLDS = {"get": 0.0, "renew t=0.1": 0.1, "renew t=0": 0.0}  # renew_threshold of each store
 
 
 async def _measure(dialect: str, s: Settings, rounds: int, batch: int) -> list[float]:
-    rng, stores, samples = random.Random(5), {}, {name: [] for name in THRESHOLDS}
-    try:
-        for i, (name, threshold) in enumerate(THRESHOLDS.items()):
+    rng, samples = random.Random(5), {name: [] for name in THRESHOLDS}
+    async with dropping() as opened:
+        for i, threshold in enumerate(THRESHOLDS.values()):
             options = {"file": f"renewal{i}", "renew_threshold": threshold}
-            stores[name] = await open_contender("sqlsession", dialect, s, **options)
+            opened.append(await open_contender("sqlsession", dialect, s, **options))
             for key in range(KEYS):
-                await stores[name].store.set(str(key), VALUE, expires_in=RENEW_FOR)
+                await opened[-1].store.set(str(key), VALUE, expires_in=RENEW_FOR)
+        stores = dict(zip(THRESHOLDS, opened, strict=True))
         for round_no in range(rounds + 1):  # round 0 warms up
             for name in rng.sample(list(stores), len(stores)):
                 start, renew_for = time.perf_counter(), None if name == "get" else RENEW_FOR
@@ -32,8 +33,6 @@ async def _measure(dialect: str, s: Settings, rounds: int, batch: int) -> list[f
                     await stores[name].store.get(str(i % KEYS), renew_for=renew_for)
                 samples[name] += [(time.perf_counter() - start) / batch * 1e6] if round_no else []
         return [statistics.median(values) for values in samples.values()]
-    finally:
-        await drop_tables(stores.values())
 
 
 def main(argv: list[str] | None = None) -> int:

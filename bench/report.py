@@ -184,8 +184,8 @@ def _groups(results: dict[str, Any], *shapes: str) -> dict[str, Any]:
     return {d: g for d, g in results["groups"].items() if any(g.get(shape) for shape in shapes)}
 
 
-def _summary(results: dict[str, Any], shape: str, keys: list[Any], share: str) -> str:
-    """Every store of every database, a row per key; both SQLStores with their figure ÷ the raw driver's."""
+def _summary(results: dict[str, Any], shape: str, keys: list[Any], share: str, title: str) -> str:
+    """``title`` and every store of every database, a row per key; both SQLStores also ÷ the raw driver's."""
     groups, rows = _groups(results, shape), []
     tried = [n for n in ALL_CONTENDERS if any(n in g["contenders"] for g in groups.values())]
     for (dialect, group), (labels, key) in [(g, k) for g in groups.items() for k in keys]:
@@ -197,7 +197,7 @@ def _summary(results: dict[str, Any], shape: str, keys: list[Any], share: str) -
             row.append(missing if value is None else _fmt(value) + versus)  # missing: failed, n/a or not run
         rows.append(row)
     head = ["value", "tasks"] if shape == "concurrent" else ["operation"]
-    return _table(["database", *head, *(LABELS.get(n, n) for n in tried)], rows)
+    return title + _table(["database", *head, *(LABELS.get(n, n) for n in tried)], rows) if groups else ""
 
 
 def _scale(results: dict[str, Any]) -> str:
@@ -235,9 +235,8 @@ def _problems(results: dict[str, Any]) -> str:
             if info["status"] != "ok":
                 how = "not run here: {}." if info["status"] == "unavailable" else "failed: `{}`"
                 lines.append(f"- {where}, {LABELS.get(name, name)}: " + how.format(_one_line(info["detail"])))
-        for name, count in group.get("misses", {}).items():
-            if count:
-                lines.append(f"- {where}, {LABELS.get(name, name)}: {count} reads missed the value written.")
+        missed = [(LABELS.get(name, name), count) for name, count in group.get("misses", {}).items() if count]
+        lines += [f"- {where}, {label}: {count} reads missed the value written." for label, count in missed]
     for where, part in [(database(results, d), part) for d, part in results.get("scale", {}).items()]:
         if "error" in part:
             lines.append(f"- {where}, large tables: failed: `{_one_line(part['error'])}`")
@@ -275,30 +274,26 @@ def markdown(results: dict[str, Any], chart_name: str | None) -> str:
     if any(g.get("contenders", {}).get("RedisStore", {}).get("status") == "ok" for g in groups.values()):
         hosts.append(make_url(s["redis_url"]).host)
     local = hosts and all(host in (None, "127.0.0.1", "localhost", "::1") for host in hosts)
-    out = THROUGHPUT + _summary(results, "concurrent", _keys(results, "concurrent"), "{:.0%}")
-    out = out if _groups(results, "concurrent") else ""
-    if _groups(results, "sequential"):
-        keys, size = [([OP_LABELS[op]], (op, s["sizes"][0])) for op in OPS], size_label(s["sizes"][0])
-        out += LATENCY.format(size=size) + _summary(results, "sequential", keys, "{:.2f}x")
-    servers, m = [list(item) for item in meta["servers"].items()], meta["machine"]
-    v: dict[str, Any] = {"meta": meta, "m": m, "s": s, "tasks": _and(s["tasks"]), "c": contenders}
-    v["sizes"] = _and(map(size_label, s["sizes"]))
+    out = _summary(results, "concurrent", _keys(results, "concurrent"), "{:.0%}", THROUGHPUT)
+    for size in s["sizes"][:1]:  # the time per call: of the first size
+        keys = [([OP_LABELS[op]], (op, size)) for op in OPS]
+        out += _summary(results, "sequential", keys, "{:.2f}x", LATENCY.format(size=size_label(size)))
+    v: dict[str, Any] = {"meta": meta, "m": meta["machine"], "s": s, "c": contenders}
+    v |= {"sizes": _and(map(size_label, s["sizes"])), "tasks": _and(s["tasks"])}
     v["duration"] = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} minutes"
     v |= {"revision": f"`{commit}`" + (f" + {dirty}" if dirty else ""), "foreign": meta["foreign_cores"]}
     v |= {"calls": s["batch"] * s["rounds"], "quick": QUICK if "--quick" in meta["command"].split() else ""}
     v["what_scale"] = WHAT_SCALE.format(rows=_and(f"{int(n):,}" for n in s["rows"])) if scale else ""
     v["notice"] = " The machine was not quiet during this run: see [Noise](#noise)." if noisy else ""
     v["results"] = out + (_scale(results) if scale else "") + _problems(results)
-    v["chart"] = CHART.format(chart=chart_name) if chart_name else ""
-    v["guest"] = f", {m['hypervisor']} guest" if m["hypervisor"] else ""
-    v["local"] = LOCAL if meta["servers"] and local else ""
-    v["versions"] = _table(["package", "version"], [list(item) for item in meta["packages"].items()])
-    v["versions"] += _table(["server", "version and settings"], servers) if servers else ""
+    v |= {"chart": CHART.format(chart=chart_name) if chart_name else "", "noisy": NOISY if noisy else "."}
+    v["guest"] = f", {meta['machine']['hypervisor']} guest" if meta["machine"]["hypervisor"] else ""
+    v |= {"local": LOCAL if local else "", "method_scale": METHOD_SCALE.format(s=s) if scale else ""}
+    v["versions"] = _table(["package", "version"], list(map(list, meta["packages"].items())))
+    v["versions"] += _table(["server", "version and settings"], list(map(list, meta["servers"].items())))
     v["before"], v["after"] = (", ".join(map(str, meta[f"load_{x}"]["loadavg"])) for x in ("before", "after"))
-    v["noisy"] = NOISY if noisy else "."
     v["busy"] = f" Busy processes at the start: {', '.join(busy)}." if busy else ""
     v["note"] = f"\n- Note from the person who ran it: {meta['note']}" if meta["note"] else ""
-    v["method_scale"] = METHOD_SCALE.format(s=s) if scale else ""
     shown = _groups(results, "sequential", "concurrent")
     v["figures"] = "".join(_figures(results, dialect, group) for dialect, group in shown.items())
     return PAGE.format(**v).replace("\n  ", " ").rstrip("\n") + "\n"

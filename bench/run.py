@@ -16,14 +16,13 @@ import json
 import os
 import platform
 import random
-import secrets
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ _DAY, _US = 86_400, 1_000_000
 
 def session_keys(count: int, tag: str = "") -> list[str]:
     """Keys shaped like Litestar's session IDs (64 hex characters)."""
-    return [(tag + secrets.token_hex(32))[:64] for _ in range(count)]
+    return [(tag + os.urandom(32).hex())[:64] for _ in range(count)]
 
 
 def latency_summary(samples: Sequence[int]) -> dict[str, float]:
@@ -53,8 +52,7 @@ def latency_summary(samples: Sequence[int]) -> dict[str, float]:
     return {"median_us": median, "p99_us": p99, "n": float(len(ordered))}
 
 
-def op_call(store: Any, op: str, value: bytes, expires_in: int) -> Any:
-    """One call of operation ``op`` (of :data:`OPS`) on a key."""
+def op_call(store: Any, op: str, value: bytes, expires_in: int) -> Callable[[str], Awaitable[Any]]:
     if op == "set":
         return lambda key: store.set(key, value, expires_in)
     return (lambda key: store.get(key, expires_in)) if op == "get_renew" else getattr(store, op)
@@ -88,8 +86,7 @@ async def sequential(
 ) -> tuple[Cells, dict[str, int], dict[str, str]]:
     """Median/p99 of every (contender, op, size), interleaved in ``rounds`` rounds; per contender the
     reads that missed a key that must be there (must be 0: else the figures lie); errors."""
-    samples: dict[tuple[str, str, str], list[int]] = {}
-    misses, errors, clock = {x.name: 0 for x in contenders}, {}, time.perf_counter_ns
+    samples, misses, errors, clock = {}, {x.name: 0 for x in contenders}, {}, time.perf_counter_ns
     values = {size: os.urandom(size) for size in sizes}
     # the keys read, renewed and overwritten: present in every contender, one set per size
     live = {size: [f"{key}{size}" for key in (keys[:batch] or session_keys(batch))] for size in sizes}
@@ -241,10 +238,10 @@ async def _gets_while(store: Any, keys: Sequence[str], settings: Settings, work:
 
 async def run_scale(dialect: str, s: Settings) -> dict[str, Any]:
     """``SQLStore.with_url`` alone on large tables of a dialect, then ``delete_expired()`` on the largest."""
-    shift, sizes, keys, stores = [0.0], sorted(set(s.rows)), session_keys(s.scale_keys, "w"), []
+    shift, sizes, keys = [0.0], sorted(set(s.rows)), session_keys(s.scale_keys, "w")
     out: dict[str, Any] = {"rows": {}, "value_bytes": 512, "fill_value_bytes": s.fill_value_bytes}
     clock = lambda: time.time() + shift[0]  # noqa: E731
-    try:
+    async with c.dropping() as stores:
         for n in sizes:
             stores.append(await c.open_contender("sqlsession", dialect, s, f"scale_{n}", clock=clock))
             stores[-1].name, fill = f"{n:,} rows", max(n - s.scale_keys, 0)
@@ -272,8 +269,6 @@ async def run_scale(dialect: str, s: Settings) -> dict[str, Any]:
         out["delete_expired"] |= {"baseline": latency_summary(baseline), "during": latency_summary(during)}
         out["delete_expired"]["working_keys_still_readable"] = await big.exists(read_keys[0])
         _log(f"  {dialect}: deleted {deleted:,} rows in {seconds:.1f} s")
-    finally:
-        await c.drop_tables(stores)
     return out
 
 
@@ -286,10 +281,9 @@ PACKAGES += "advanced-alchemy redis matplotlib"
 COUNTS = ("sizes", "batch", "rounds", "tasks", "seconds", "conc_rounds", "keys", "rows")  # of Settings
 OUTPUTS = ("--json", "--note", "--docs-dir")  # where the results go: not in the command the page shows
 SERVER_PROCESSES = ("postgres", "mariadbd", "mysqld", "redis-server")
-SHOW = {  # the server settings the page shows
-    "PostgreSQL": "SHOW {}|shared_buffers synchronous_commit max_connections",
-    "MariaDB/MySQL": "SHOW VARIABLES LIKE '{}'|innodb_buffer_pool_size innodb_flush_log_at_trx_commit",
-}
+# the server settings the page shows: the query, then the settings
+SHOW = {"PostgreSQL": "SHOW {}|shared_buffers synchronous_commit max_connections"}
+SHOW["MariaDB/MySQL"] = "SHOW VARIABLES LIKE '{}'|innodb_buffer_pool_size innodb_flush_log_at_trx_commit"
 
 
 def _log(message: str) -> None:
@@ -307,8 +301,7 @@ def _sh(*args: str) -> str:
 
 
 def machine() -> dict[str, Any]:
-    lines = [line.split(":", 1) for line in _sh("lscpu").splitlines() if ":" in line]
-    lscpu = {name.strip(): value.strip() for name, value in lines}
+    lscpu = dict(map(str.strip, line.split(":", 1)) for line in _sh("lscpu").splitlines() if ":" in line)
     out = {"cpu": lscpu.get("Model name", platform.processor()), "nproc": _sh("nproc") or str(os.cpu_count())}
     out |= {"cores_per_socket": lscpu.get("Core(s) per socket", "?"), "kernel": platform.release()}
     out |= {"threads_per_core": lscpu.get("Thread(s) per core", "?"), "sqlite": sqlite3.sqlite_version}
@@ -367,8 +360,8 @@ async def _group(dialect: str, s: Settings) -> dict[str, Any]:
         _log(f"{dialect}: server unreachable: {reason}")
         return {"available": False, "reason": f"server unreachable: {reason}"}
     infos: dict[str, dict[str, str]] = {}
-    group, opened = {"available": True, "contenders": infos}, []
-    try:
+    group = {"available": True, "contenders": infos}
+    async with c.dropping() as opened:
         for name in s.contenders:
             try:
                 opened.append(await c.open_contender(name, dialect, s))
@@ -384,15 +377,12 @@ async def _group(dialect: str, s: Settings) -> dict[str, Any]:
             _log(f"{dialect}: concurrent shape")
             group["concurrent"], group["client_cpu"] = await concurrent(opened, s, errors)
             infos |= {name: {"status": "error", "detail": message} for name, message in errors.items()}
-    finally:
-        await c.drop_tables(opened)
-    for name, info in infos.items():
-        if info["status"] != "ok":
-            _log(f"{dialect}: {name} {info['status']}: {info['detail']}")
+    for name, info in [(name, info) for name, info in infos.items() if info["status"] != "ok"]:
+        _log(f"{dialect}: {name} {info['status']}: {info['detail']}")
     return group
 
 
-async def run(s: Settings, command: str) -> dict[str, Any]:
+async def run(s: Settings, command: str, note: str) -> dict[str, Any]:
     """Everything one run measures, as a JSON-ready dict."""
     started, (load_before, cpu_before), scale = time.perf_counter(), machine_load(), {}
     revision = _sh("git", "-C", str(REPO), "rev-parse", "--short", "HEAD") or "?"
@@ -414,7 +404,7 @@ async def run(s: Settings, command: str) -> dict[str, Any]:
     meta["load_after"], cpu_after = machine_load()
     used = {key: cpu_after[key] - cpu_before[key] for key in cpu_before}  # others: not this, not the servers
     meta["foreign_cores"] = max(used["busy"] - used["own"] - used["servers"], 0.0) / max(used["wall"], 1e-9)
-    meta["duration_s"] = time.perf_counter() - started
+    meta |= {"duration_s": time.perf_counter() - started, "note": note, "foreign_limit": FOREIGN_LIMIT}
     return results
 
 
@@ -423,8 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add, dialects, ints = parser.add_argument, c.ALL_DIALECTS, _list(int)
     add("--quick", action="store_true", help="tiny counts, for a check that it runs")
     add("--dialects", type=_list(str), default=dialects, help=f"of {','.join(dialects)}")
-    for name in COUNTS:  # --rows 0: no scale part
-        default = getattr(Settings, name)
+    for name, default in [(name, getattr(Settings, name)) for name in COUNTS]:  # --rows 0: no scale part
         kind = ints if isinstance(default, tuple) else type(default)
         add("--" + name.replace("_", "-"), type=kind, help=f"default {str(default).strip('()')}")
     add("--docs-dir", type=Path, help="write benchmarks.md and .png here (default of a full run: docs/)")
@@ -433,28 +422,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if unknown := [name for name in args.dialects if name not in dialects]:
         parser.error(f"unknown: {', '.join(unknown)} (known: {', '.join(dialects)})")
-    given, shown = list(sys.argv[1:] if argv is None else argv), ["python -m bench"]
-    for before, arg in zip([None, *given], given, strict=False):  # what changes the figures
-        if before not in OUTPUTS and not arg.startswith(OUTPUTS):
-            shown.append(arg)
+    given = list(sys.argv[1:] if argv is None else argv)  # the page shows what changes the figures
+    shown = [arg for before, arg in zip([None, *given], given, strict=False) if before not in OUTPUTS]
+    shown = ["python -m bench", *(arg for arg in shown if not arg.startswith(OUTPUTS))]
     values: dict[str, Any] = dict(QUICK) if args.quick else {}
     values |= {name: getattr(args, name) for name in COUNTS if getattr(args, name) is not None}
     values["rows"] = tuple(n for n in values.get("rows", Settings.rows) if n)
     with tempfile.TemporaryDirectory(prefix="sqlsession-bench-", ignore_cleanup_errors=True) as workdir:
         settings = Settings(dialects=args.dialects, workdir=Path(workdir), **values)
         _log(f"benchmark: dialects {', '.join(settings.dialects)}; working files in {workdir}")
-        results = asyncio.run(run(settings, " ".join(shown)))
-    results["meta"] |= {"note": args.note, "foreign_limit": FOREIGN_LIMIT}
+        results = asyncio.run(run(settings, " ".join(shown), args.note))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1, default=str))
-    docs_dir, chart = args.docs_dir or (None if args.quick else REPO / "docs"), None
+    docs_dir, problem = args.docs_dir or (None if args.quick else REPO / "docs"), "no docs directory"
     if docs_dir is not None:
         docs_dir.mkdir(parents=True, exist_ok=True)
-        problem = report.chart(results, docs_dir / "benchmarks.png")
-        chart = None if problem else "benchmarks.png"
+        problem = report.chart(results, docs_dir / "benchmarks.png")  # None: drawn
         _log(f"no chart: {problem}" if problem else f"wrote {docs_dir / 'benchmarks.png'}")
-    print(page := report.markdown(results, chart))
+    print(page := report.markdown(results, None if problem else "benchmarks.png"))
     if docs_dir is not None:
         (docs_dir / "benchmarks.md").write_text(page)
         _log(f"wrote {docs_dir / 'benchmarks.md'}")

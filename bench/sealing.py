@@ -16,12 +16,11 @@ from typing import Any
 from sqlsession._keys import key_digest
 from sqlsession._sealing import Sealer
 
-from .contenders import ALL_DIALECTS, Settings, drop_tables, open_contender, tool_settings
+from .contenders import ALL_DIALECTS, Settings, dropping, open_contender, tool_settings
 
 SIZES = {"512 B": 512, "16 KiB": 16 * 1024}
 COMPRESS, ENCRYPT = {"compress_min_size": 0}, {"encryption_keys": [bytes(range(32))]}
-MODES: dict[str, dict[str, Any]] = {"plain": {}, "compressed": COMPRESS, "encrypted": ENCRYPT}
-MODES["both"] = COMPRESS | ENCRYPT
+MODES = {"plain": {}, "compressed": COMPRESS, "encrypted": ENCRYPT, "both": COMPRESS | ENCRYPT}
 WORDS = 'user id name cart item sku qty price total "true" "false" null <div> </div> <p> </p> class '
 WORDS += "href title token csrf flash message theme locale en de fr 0 1 2 3 42 1024 2026-12-01 { } [ ] , :"
 
@@ -44,16 +43,15 @@ def per_call(function: Any) -> float:
 
 async def _pairs(dialect: str, s: Settings, options: dict[str, Any], value: bytes, ops: int) -> float:
     """Median microseconds of a ``set`` and a ``get``, after ``min(ops, 50)`` of them to warm up."""
-    contender, times = await open_contender("sqlsession", dialect, s, "sealing", **options), []
-    try:
+    async with dropping() as opened:
+        opened.append(await open_contender("sqlsession", dialect, s, "sealing", **options))
+        contender, times = opened[0], []
         for index in range(min(ops, 50) + ops):
             start = time.perf_counter()
             await contender.store.set(f"k{index}", value)
             assert await contender.store.get(f"k{index}") == value
             times.append(time.perf_counter() - start)
         return statistics.median(times[min(ops, 50) :]) * 1e6
-    finally:
-        await drop_tables([contender])
 
 
 def main(argv: list[str] | None = None) -> int:
