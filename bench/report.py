@@ -103,7 +103,7 @@ LATENCY = """### Time per call\n\nMedian microseconds per call (lower is better)
   each `SQLStore`'s as a multiple of the raw driver's. Other sizes and the 99th percentiles:
   [All figures](#all-figures).\n\n"""
 SCALE = """### Large tables\n\n`SQLStore.with_url` alone, 512 B values: median (99th percentile) microseconds
-  per call by table size, and the largest table's median ÷ the smallest's:\n\n"""
+  per call by table size, largest ÷ smallest ([why SQLite's varies](scaling.md#sqlite-and-table-size)):\n\n"""
 CLEANUP = """`delete_expired()` on the largest table, all but the working keys expired, while
   {s[delete_get_tasks]} tasks `get` live keys ({s[delete_get_rate]:,.0f} calls/s in all): those `get` calls in
   the 2 s before it and while it ran:\n\n"""
