@@ -192,7 +192,15 @@ class Executor:
         "waiting",
     )
 
-    def __init__(self, engine: AsyncEngine, table: str, *, owned: bool, keep: int = 0) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        table: str,
+        *,
+        owned: bool,
+        keep: int = 0,
+        breaker_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.engine = engine
         self.pool = engine.sync_engine.pool
         self.table = table  # named in errors
@@ -219,7 +227,7 @@ class Executor:
         # the cause last logged, when, and how many failures with that cause went unlogged since
         self.last_failure: tuple[str, float, int] = ("", 0.0, 0)
         # calls that could not reach the database: shared by the store and its namespaces
-        self.breaker = Breaker()
+        self.breaker = Breaker(breaker_clock)
         # when a call answered as a miss was last logged, and how many were not logged since
         self.last_miss: tuple[float | None, int] = (None, 0)
 
@@ -351,7 +359,7 @@ class Executor:
         """A call answered as a miss (``failure``: why; ``None``: held back by the breaker). Logged
         as a warning at most every ``LOG_REPEAT_SECONDS``, with the number of misses in between."""
         logged_at, unlogged = self.last_miss
-        now = time.monotonic()
+        now = self.breaker.clock()
         if logged_at is not None and now - logged_at < LOG_REPEAT_SECONDS:
             self.last_miss = (logged_at, unlogged + 1)
             return
@@ -375,7 +383,7 @@ class Executor:
         failures in between) while it goes on, at most every ``LOG_REPEAT_SECONDS``."""
         cause = str(failure)
         last, logged_at, unlogged = self.last_failure
-        now = time.monotonic()
+        now = self.breaker.clock()
         if cause != last or now - logged_at >= LOG_REPEAT_SECONDS:
             again = f" ({unlogged} more failures like it since it was last logged)" if unlogged else ""
             logger.error("sqlsession: %s%s", cause, again)

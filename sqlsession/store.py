@@ -301,6 +301,7 @@ class SQLStore(NamespacedStore):
         compress_min_size: int | None = None,
         encryption_keys: Sequence[bytes] = (),
         read_unsealed: bool = False,
+        breaker_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Create a store on ``engine``, which the caller owns (the store never disposes it).
 
@@ -329,6 +330,9 @@ class SQLStore(NamespacedStore):
                 that does not open (another key, altered, copied from another row) reads as missing.
             read_unsealed: With ``encryption_keys``, also read values stored unencrypted (during a
                 migration to encryption); by default they read as missing.
+            breaker_clock: Returns monotonic seconds; the back-off of ``on_error="miss"`` and the
+                interval between repeated log lines are timed with it (injectable, as ``clock``
+                is, so that tests need not wait). Namespaces share it.
         """
         if not isinstance(engine, AsyncEngine):
             raise TypeError(f"engine must be a sqlalchemy AsyncEngine, not {type(engine).__name__}")
@@ -337,6 +341,8 @@ class SQLStore(NamespacedStore):
             raise TypeError(f"namespace must be a str or None, not {type(namespace).__name__}")
         if not callable(clock):
             raise TypeError("clock must be a callable returning the Unix time in seconds")
+        if not callable(breaker_clock):
+            raise TypeError("breaker_clock must be a callable returning monotonic seconds")
         if isinstance(max_value_size, bool) or not isinstance(max_value_size, int) or max_value_size <= 0:
             raise ValueError(f"max_value_size must be a positive int, not {max_value_size!r}")
         self._renew_threshold = _check_renew_threshold(renew_threshold)
@@ -348,7 +354,7 @@ class SQLStore(NamespacedStore):
             max_value_size=max_value_size,
         )
         table = store_table(MetaData(), table_name)
-        executor = Executor(engine, table.name, owned=False)
+        executor = Executor(engine, table.name, owned=False, breaker_clock=breaker_clock)
         self._shared = _Shared(engine, table, clock, max_value_size, executor, sealer)
         self._owner = False
         self._set_path(() if namespace is None else (namespace,))
@@ -383,6 +389,7 @@ class SQLStore(NamespacedStore):
         compress_min_size: int | None = None,
         encryption_keys: Sequence[bytes] = (),
         read_unsealed: bool = False,
+        breaker_clock: Callable[[], float] = time.monotonic,
     ) -> SQLStore:
         """Create a store with an engine of its own, disposed by ``__aexit__``.
 
@@ -424,11 +431,13 @@ class SQLStore(NamespacedStore):
                 compress_min_size=compress_min_size,
                 encryption_keys=encryption_keys,
                 read_unsealed=read_unsealed,
+                breaker_clock=breaker_clock,
             )
             # the store owns this engine: its executor keeps connections between calls and close()
             # disposes the engine
+            keep = _kept_connections(engine, options)
             store._shared.executor = Executor(
-                engine, store.table.name, owned=True, keep=_kept_connections(engine, options)
+                engine, store.table.name, owned=True, keep=keep, breaker_clock=breaker_clock
             )
             store._owner = True
         except BaseException:
@@ -472,6 +481,13 @@ class SQLStore(NamespacedStore):
     def renew_threshold(self) -> float:
         """The part of ``renew_for`` by which a renewal may leave the expiry short, to save a write."""
         return self._renew_threshold
+
+    @property
+    def breaker_open(self) -> bool:
+        """Whether calls of ``on_error="miss"`` stores (this one and those sharing its engine
+        through ``with_namespace``) answer as misses now without trying the database, after
+        repeated failures to reach it (for a health or readiness check)."""
+        return self._shared.executor.breaker.is_open
 
     @property
     def on_error(self) -> OnError:

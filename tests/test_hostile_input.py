@@ -223,6 +223,12 @@ def test_non_str_table_name_raises_type_error() -> None:
         SQLStore(create_async_engine("sqlite+aiosqlite://"), table_name=None)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("option", ["clock", "breaker_clock"])
+def test_a_clock_that_cannot_be_called_is_rejected(option: str) -> None:
+    with pytest.raises(TypeError, match=f"^{option} must be a callable"):
+        SQLStore(create_async_engine("sqlite+aiosqlite://"), **{option: 0.0})  # type: ignore[arg-type]
+
+
 def test_sync_engine_is_rejected() -> None:
     with pytest.raises(TypeError, match="AsyncEngine"):
         SQLStore(create_engine("sqlite://"))  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ moves by a hand-moved clock; nothing sleeps to wait for it, and nothing asserts 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -29,10 +30,10 @@ from sqlsession import (
     StoreError,
     StoreUnavailableError,
     TableMissingError,
-    _execution,
 )
-from sqlsession._breaker import BACKOFF_FIRST, BACKOFF_MAX, FAILURES_TO_OPEN, Breaker
+from sqlsession._breaker import BACKOFF_FIRST, BACKOFF_MAX, FAILURES_TO_OPEN
 from sqlsession._dialects import async_url
+from sqlsession._execution import LOG_REPEAT_SECONDS
 from sqlsession.plugin import DEFAULT_ON_ERROR
 
 from ._outage import Outage
@@ -74,10 +75,6 @@ class Setting:
         return store
 
     @staticmethod
-    def breaker(store: SQLStore) -> Breaker:
-        return store._shared.executor.breaker
-
-    @staticmethod
     def connection_attempts(store: SQLStore) -> list[int]:
         """A counter (one item) of the connections the store's engine tries to open from now on."""
         attempts = [0]
@@ -109,18 +106,13 @@ async def setting(url: str, engine_mode: str, clock: Clock, tmp_path: Path) -> A
         await outage.close()
 
 
-def fake_clock(store: SQLStore) -> Monotonic:
-    monotonic = Monotonic()
-    Setting.breaker(store).clock = monotonic
-    return monotonic
-
-
 # -- what a store does while the database cannot be reached ----------------------------------------
 
 
 @within(60)
 async def test_a_miss_store_reads_nothing_and_writes_nothing_while_unreachable(setting: Setting) -> None:
-    store = setting.make(on_error="miss")
+    monotonic = Monotonic()
+    store = setting.make(on_error="miss", breaker_clock=monotonic)
     await store.set("kept", b"before", expires_in=100)
     await setting.outage.cut(store)
     assert await store.get("kept") is None
@@ -132,7 +124,7 @@ async def test_a_miss_store_reads_nothing_and_writes_nothing_while_unreachable(s
     await store.delete("kept")
     await store.delete_all()
     await setting.outage.restore()
-    setting.breaker(store).succeeded()  # no waiting for the back-off: tested below
+    monotonic.now += BACKOFF_MAX  # the back-off is over (tested below): the next call tries
     # after: nothing of what was asked during the outage happened, and the store works again
     assert await store.get("kept") == b"before"
     assert await store.expires_in("kept") == 100
@@ -205,7 +197,7 @@ async def test_a_missing_table_still_raises_on_a_miss_store(setting: Setting) ->
         await store.get("k")
     with pytest.raises(TableMissingError):
         await store.set("k", b"v")
-    assert not setting.breaker(store).is_open
+    assert not store.breaker_open
 
 
 @sqlite_only
@@ -230,9 +222,9 @@ async def test_namespaces_inherit_on_error_and_can_choose_their_own(setting: Set
 async def test_the_breaker_stops_trying_after_repeated_failures_and_probes_after_the_back_off(
     setting: Setting,
 ) -> None:
-    store = setting.make(on_error="miss")
+    monotonic = Monotonic()
+    store = setting.make(on_error="miss", breaker_clock=monotonic)
     await store.set("k", b"v", expires_in=100)
-    monotonic = fake_clock(store)
     attempts = setting.connection_attempts(store)
     await setting.outage.cut(store)
 
@@ -240,7 +232,7 @@ async def test_the_breaker_stops_trying_after_repeated_failures_and_probes_after
         assert await store.get("k") is None
     # each failing call tries to connect at most twice (a lost connection is tried again once)
     assert FAILURES_TO_OPEN <= attempts[0] <= 2 * FAILURES_TO_OPEN
-    assert setting.breaker(store).is_open
+    assert store.breaker_open
     held = attempts[0]
     await asyncio.gather(*(store.set(f"k{i}", b"v") for i in range(20)))
     assert attempts[0] == held  # open: no call tries
@@ -260,7 +252,7 @@ async def test_the_breaker_stops_trying_after_repeated_failures_and_probes_after
     await setting.outage.restore()
     monotonic.now += backoff * 1.01
     assert await store.get("k") == b"v"  # the probe reaches the database: closed again
-    assert not setting.breaker(store).is_open
+    assert not store.breaker_open
     await store.set("k", b"v2")
     assert await store.get("k") == b"v2"
 
@@ -269,22 +261,22 @@ async def test_the_breaker_stops_trying_after_repeated_failures_and_probes_after
 @owned_only
 @within(60)
 async def test_the_breaker_is_shared_by_the_namespaces_and_closed_by_a_raise_store(setting: Setting) -> None:
-    parent = setting.make()  # "raise"
+    monotonic = Monotonic()
+    parent = setting.make(breaker_clock=monotonic)  # "raise"
     cache, sessions = parent.with_namespace("cache", on_error="miss"), parent.with_namespace("sessions")
     await sessions.set("s", b"data")
-    monotonic = fake_clock(parent)
     attempts = setting.connection_attempts(parent)
     await setting.outage.cut(parent)
     for _ in range(FAILURES_TO_OPEN):
         with pytest.raises(StoreUnavailableError):
             await sessions.get("s")
-    assert setting.breaker(parent).is_open  # failures of a raise store count
+    assert cache.breaker_open  # failures of a raise store count
     held = attempts[0]
     assert await cache.get("c") is None
     assert attempts[0] == held  # held back by what the sessions store saw
     await setting.outage.restore()
     assert await sessions.get("s") == b"data"  # a raise store is never held back ...
-    assert not setting.breaker(parent).is_open  # ... and its success closes the breaker
+    assert not cache.breaker_open  # ... and its success closes the breaker
     await cache.set("c", b"cached")  # no time had to pass (the breaker's clock stood still)
     assert await cache.get("c") == b"cached"
     assert monotonic.now == Monotonic().now
@@ -294,18 +286,22 @@ async def test_the_breaker_is_shared_by_the_namespaces_and_closed_by_a_raise_sto
 @owned_only
 @within(60)
 async def test_a_cancelled_probe_does_not_keep_the_breaker_half_open(setting: Setting) -> None:
-    store = setting.make(on_error="miss")
-    monotonic = fake_clock(store)
-    breaker = setting.breaker(store)
+    monotonic = Monotonic()
+    store = setting.make(on_error="miss", breaker_clock=monotonic)
     await setting.outage.cut(store)
     for _ in range(FAILURES_TO_OPEN):
         await store.get("k")
     monotonic.now += BACKOFF_FIRST
-    assert breaker.allow()  # a probe goes out, and is never heard of again
+    probe = asyncio.ensure_future(store.get("k"))  # a probe goes out ...
+    await asyncio.sleep(0)
+    probe.cancel()  # ... and is never heard of again
+    with contextlib.suppress(asyncio.CancelledError):
+        await probe
+    assert store.breaker_open  # half-open: the probe is out
     monotonic.now += BACKOFF_FIRST
     await setting.outage.restore()
     assert await store.get("missing") is None
-    assert not breaker.is_open  # the next probe went out, and closed it
+    assert not store.breaker_open  # the next probe went out, and closed it
 
 
 # -- logging --------------------------------------------------------------------------------------
@@ -315,9 +311,10 @@ async def test_a_cancelled_probe_does_not_keep_the_breaker_half_open(setting: Se
 @owned_only
 @within(60)
 async def test_misses_are_logged_as_one_warning_per_interval(
-    setting: Setting, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    setting: Setting, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = setting.make(on_error="miss")
+    monotonic = Monotonic()
+    store = setting.make(on_error="miss", breaker_clock=monotonic)
     await store.set("k", b"value-that-must-not-be-logged")
     await setting.outage.cut(store)
     with caplog.at_level(logging.INFO, logger="sqlsession"):
@@ -327,7 +324,7 @@ async def test_misses_are_logged_as_one_warning_per_interval(
         records = [r for r in caplog.records if r.name == "sqlsession"]
         assert [r.levelno for r in records] == [logging.WARNING]
         assert "cannot be reached" in records[0].getMessage()
-        monkeypatch.setattr(_execution, "LOG_REPEAT_SECONDS", 0.0)  # the interval has passed
+        monotonic.now += LOG_REPEAT_SECONDS  # the interval has passed
         await store.get("k")
         records = [r for r in caplog.records if r.name == "sqlsession"]
         assert [r.levelno for r in records] == [logging.WARNING, logging.WARNING]
