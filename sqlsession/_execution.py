@@ -21,8 +21,8 @@ waits for the pool.
 When the pool is at its limit, a call waits for a connection that another call of the store on the
 same event loop is about to give back, which is handed to it directly (no check-in, no checkout, no
 task), for at most ``pool_timeout`` seconds. Only while no one else waits in the pool's own queue
-(the application's sessions on a shared engine): then connections go back to the pool, first come,
-first served.
+(the application's sessions on a shared engine): then connections go back to the pool, and a call
+that waited joins the pool's queue (within what is left of its ``pool_timeout``).
 
 Every failure is raised as :class:`StoreError` (the driver's error is its ``__cause__``), as
 :class:`StoreUnavailableError` when the database could not be reached; a call made with
@@ -202,20 +202,18 @@ class Executor:
         breaker_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
-        self.pool = engine.sync_engine.pool
+        self.pool = pool = engine.sync_engine.pool
         self.table = table  # named in errors
         self.owned = owned  # created by the store: its autocommit engine is disposed by close()
         self.runner = _dialects.driver_runner(engine.dialect)
         # a pool that commits on the way in does I/O there: never checked in synchronously
-        self.checkin_commits = getattr(self.pool, "_reset_on_return", None) is reset_commit
+        self.checkin_commits = getattr(pool, "_reset_on_return", None) is reset_commit
         # a checkout from a queue of connections, with no pre-ping (I/O), can be done synchronously
         self.checkout_is_local = (
-            _QUEUE_GET_IS_LOCAL
-            and isinstance(self.pool, QueuePool)
-            and not getattr(self.pool, "_pre_ping", True)
+            _QUEUE_GET_IS_LOCAL and isinstance(pool, QueuePool) and not getattr(pool, "_pre_ping", True)
         )
         # connections kept checked out between calls, per event loop
-        self.keep = keep if isinstance(self.pool, QueuePool) else 0
+        self.keep = keep if isinstance(pool, QueuePool) else 0
         self.idle: dict[asyncio.AbstractEventLoop, list[PoolProxiedConnection]] = {}
         self.waiting: dict[asyncio.AbstractEventLoop, int] = {}  # our calls waiting for the pool
         # our calls holding a connection, and those waiting for one of them to be handed on
@@ -410,12 +408,15 @@ class Executor:
                     # synchronously only when no other call of ours waits for the pool (first come,
                     # first served)
                     lease = self._checkout_now() if self.waiting[loop] == 1 else None
+                    deadline = None
                     if lease is None and self.busy.get(loop) and self._pool_at_limit():
-                        handed = await self._handed_on(loop)
+                        deadline = loop.time() + self._timeout()
+                        handed = await self._handed_on(loop, deadline)
                         if handed is not None:
                             return handed  # counted in busy since the call before took it
                     if lease is None:
-                        lease = await self._connect()
+                        # sent on to the pool after waiting for a hand-on: within what is left
+                        lease = await self._connect(deadline)
                 except Exception as error:
                     raise self._failed(error) from _driver_error(error)
                 owner = _dialects.connection_loop(lease.driver_connection)
@@ -446,20 +447,25 @@ class Executor:
         return (
             isinstance(pool, QueuePool)
             and limit > -1
-            and (pool.checkedin() == 0 or bool(self.connecting))
+            and (pool.checkedin() == 0 or self._connecting_on(asyncio.get_running_loop()) > 0)
             and getattr(pool, "_overflow", limit) >= limit
             and _queued(pool) is not None
         )
 
-    async def _handed_on(self, loop: asyncio.AbstractEventLoop) -> PoolProxiedConnection | None:
+    def _timeout(self) -> float:
+        return self.pool.timeout() if isinstance(self.pool, QueuePool) else 30.0
+
+    async def _handed_on(
+        self, loop: asyncio.AbstractEventLoop, deadline: float
+    ) -> PoolProxiedConnection | None:
         """The connection another call on this loop hands on when it is done with it; ``None``:
         take one from the pool instead (that call gave its connection back to the pool, or lost it).
         Raises SQLAlchemy's pool ``TimeoutError`` after about ``pool_timeout`` seconds, as the pool
         would (one timer per event loop looks at the waiting calls a few times per ``pool_timeout``:
         a timer per call would cost a tenth of a busy store's CPU)."""
         handed: asyncio.Future[PoolProxiedConnection | None] = loop.create_future()
-        timeout = self.pool.timeout() if isinstance(self.pool, QueuePool) else 30.0
-        entry = (handed, loop.time() + timeout)
+        timeout = self._timeout()
+        entry = (handed, deadline)
         waiters = self.waiters.setdefault(loop, deque())
         waiters.append(entry)
         if loop not in self.sweeps:
@@ -478,8 +484,14 @@ class Executor:
             if handed.cancelled() or handed.exception() is not None:  # not taken off by who answered
                 with contextlib.suppress(ValueError):
                     waiters.remove(entry)
-            if not waiters:
-                self.waiters.pop(loop, None)
+            # this loop's deque only if it is still the one this call joined: once emptied it may
+            # have been replaced by a new one, holding calls that wait now
+            if not waiters and self.waiters.get(loop) is waiters:
+                del self.waiters[loop]
+
+    def _connecting_on(self, loop: asyncio.AbstractEventLoop) -> int:
+        """How many of the store's checkouts in tasks on ``loop`` are not done yet."""
+        return sum(1 for task in list(self.connecting) if task.get_loop() is loop)
 
     def _time_out_waiters(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         del self.sweeps[loop]
@@ -507,15 +519,22 @@ class Executor:
         except MissingGreenlet:  # it needed I/O after all: SQLAlchemy raises before any, taking nothing
             return None
 
-    async def _connect(self) -> PoolProxiedConnection:
+    async def _connect(self, deadline: float | None = None) -> PoolProxiedConnection:
         """Check a connection out of the pool, in a task of its own: a checkout may take I/O (a new
         connection, a wait for one, a pre-ping, a recycle), and a cancellation of the caller must
-        not cut it in half; a connection that arrives after the caller left goes back at once."""
+        not cut it in half; a connection that arrives after the caller left goes back at once.
+        ``deadline`` (the loop's time): give up then, as the pool gives up after ``pool_timeout``."""
         task = self._in_background(greenlet_spawn(self.pool.connect))
         self.connecting.add(task)
         task.add_done_callback(self.connecting.discard)
         try:
-            return await asyncio.shield(task)
+            if deadline is None:
+                return await asyncio.shield(task)
+            try:
+                return await asyncio.wait_for(asyncio.shield(task), max(deadline - task.get_loop().time(), 0))
+            except asyncio.TimeoutError:
+                status = self.pool.status()
+                raise PoolTimeoutError(f"no connection was free within pool_timeout: {status}") from None
         except BaseException:
             task.add_done_callback(self._give_back_unwanted)
             raise
@@ -560,7 +579,7 @@ class Executor:
             if queued == 0:
                 handed.set_result(lease)  # still busy: counted once, by the call that took it
                 return True
-            if queued is None or queued > len(self.connecting):
+            if queued is None or queued > self._connecting_on(loop):
                 # the application's sessions wait in the pool's queue: the connection goes back
                 # there, and this call takes its turn in that queue
                 handed.set_result(None)
