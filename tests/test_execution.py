@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import pytest
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from sqlsession import SQLStore, StoreError
 from sqlsession._dialects import async_url
@@ -161,18 +161,26 @@ def test_two_event_loops_at_once_never_hang(url: str, engine_mode: str) -> None:
 # -- 4. pool_timeout -----------------------------------------------------------------------------------
 
 
-async def _lock_table(url: str, table: str) -> tuple[AsyncEngine, Any]:
-    """Another connection that holds a write lock on ``table`` until it is rolled back."""
+@contextlib.asynccontextmanager
+async def _table_locked(url: str, table: str) -> AsyncIterator[None]:
+    """Another connection holds a write lock on ``table`` until the block ends."""
     engine = create_async_engine(async_url(url))
     conn = await engine.connect()
     name = engine.dialect.name
-    if name == "sqlite":
-        await conn.exec_driver_sql("BEGIN EXCLUSIVE")
-    elif name == "postgresql":
-        await conn.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-    else:
-        await conn.exec_driver_sql(f"LOCK TABLES {table} WRITE")
-    return engine, conn
+    try:
+        if name == "sqlite":
+            await conn.exec_driver_sql("BEGIN EXCLUSIVE")
+        elif name == "postgresql":
+            await conn.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        else:
+            await conn.exec_driver_sql(f"LOCK TABLES {table} WRITE")
+        yield
+    finally:
+        if name in ("mysql", "mariadb"):
+            await conn.exec_driver_sql("UNLOCK TABLES")
+        await conn.rollback()
+        await conn.close()
+        await engine.dispose()
 
 
 @sqlite_only  # the pool waits and gives up the same way whatever the database
@@ -182,8 +190,7 @@ async def test_pool_timeout_is_honoured(url: str, engine_mode: str, waits_in: st
     store = _store(url, engine_mode, table, pool_size=1, max_overflow=0, pool_timeout=1)
     await create_table(store)
     try:
-        lock_engine, lock = await _lock_table(url, table)
-        try:
+        async with _table_locked(url, table):
             taken = asyncio.Event()
             event.listen(store.engine.sync_engine, "checkout", lambda *_: taken.set())
             blocked = asyncio.ensure_future(store.set("a", b"1"))  # takes the only connection, waits
@@ -195,12 +202,6 @@ async def test_pool_timeout_is_honoured(url: str, engine_mode: str, waits_in: st
             with anyio.fail_after(6):  # given up after pool_timeout=1 s
                 with pytest.raises(StoreError, match="pool_timeout"):
                     await store.set("b", b"2")
-        finally:
-            if lock_engine.dialect.name in ("mysql", "mariadb"):
-                await lock.exec_driver_sql("UNLOCK TABLES")
-            await lock.rollback()
-            await lock.close()
-            await lock_engine.dispose()
         with anyio.fail_after(20):
             await blocked
         assert await store.get("a") == b"1"
@@ -219,7 +220,6 @@ async def test_a_connection_handed_to_a_call_cancelled_at_that_moment_is_not_los
     store = _store(url, engine_mode, table, pool_size=1, max_overflow=0, pool_timeout=5)
     await create_table(store)
     try:
-        lock_engine, lock = await _lock_table(url, table)
         taken = asyncio.Event()
         event.listen(store.engine.sync_engine, "checkout", lambda *_: taken.set())
         waiting: list[asyncio.Future[Any]] = []
@@ -229,7 +229,7 @@ async def test_a_connection_handed_to_a_call_cancelled_at_that_moment_is_not_los
             # the connection was just handed on to the waiting call, which has not run since
             waiting[0].cancel()
 
-        try:
+        async with _table_locked(url, table):
             first = asyncio.ensure_future(set_then_cancel_the_waiting_call())  # waits on the lock
             with anyio.fail_after(20):
                 await taken.wait()
@@ -238,12 +238,6 @@ async def test_a_connection_handed_to_a_call_cancelled_at_that_moment_is_not_los
             waiting.append(asyncio.ensure_future(store.get("a")))  # waits for the only connection
             for _ in range(10):
                 await asyncio.sleep(0)
-        finally:
-            if lock_engine.dialect.name in ("mysql", "mariadb"):
-                await lock.exec_driver_sql("UNLOCK TABLES")
-            await lock.rollback()
-            await lock.close()
-            await lock_engine.dispose()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with anyio.fail_after(20):
