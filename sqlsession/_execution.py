@@ -24,6 +24,13 @@ task), for at most ``pool_timeout`` seconds. Only while no one else waits in the
 (the application's sessions on a shared engine): then connections go back to the pool, and a call
 that waited joins the pool's queue (within what is left of its ``pool_timeout``).
 
+An engine's pool and its connections belong to one event loop at a time: a call made while calls of
+another event loop (thread) that is still open run is refused at once with a clear
+:class:`StoreError` (an asyncio queue wakes no waiter from another thread: such calls hung), and
+one made after them works. ``close()`` of a store that owns its engine disposes of the engine, which
+puts a new pool in it: the executor always reads the engine's current pool, and a connection of the
+old one that a call gives back afterwards is closed, not checked in there.
+
 Every failure is raised as :class:`StoreError` (the driver's error is its ``__cause__``), as
 :class:`StoreUnavailableError` when the database could not be reached; a call made with
 ``fail_open`` (a store with ``on_error="miss"``) answers that as a miss instead, and a circuit
@@ -44,6 +51,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -174,18 +182,20 @@ class Executor:
     __slots__ = (
         "breaker",
         "busy",
+        "calls",
         "checkin_commits",
         "checkout_is_local",
         "closing",
         "connecting",
         "engine",
         "idle",
+        "in_flight",
         "keep",
         "last_failure",
         "last_miss",
         "owned",
-        "pool",
         "runner",
+        "running_on",
         "sweeps",
         "table",
         "waiters",
@@ -202,7 +212,7 @@ class Executor:
         breaker_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
-        self.pool = pool = engine.sync_engine.pool
+        pool = engine.sync_engine.pool
         self.table = table  # named in errors
         self.owned = owned  # created by the store: its autocommit engine is disposed by close()
         self.runner = _dialects.driver_runner(engine.dialect)
@@ -222,12 +232,22 @@ class Executor:
         self.sweeps: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}  # _time_out_waiters
         self.closing: set[asyncio.Future[Any]] = set()
         self.connecting: set[asyncio.Future[Any]] = set()  # our checkouts in tasks, not yet done
+        # the event loop whose calls run now, and how many: calls of another loop are refused
+        # meanwhile (an asyncio pool's queue would wake one loop's waiters from another's thread)
+        self.calls = threading.Lock()
+        self.running_on: asyncio.AbstractEventLoop | None = None
+        self.in_flight = 0
         # the cause last logged, when, and how many failures with that cause went unlogged since
         self.last_failure: tuple[str, float, int] = ("", 0.0, 0)
         # calls that could not reach the database: shared by the store and its namespaces
         self.breaker = Breaker(breaker_clock)
         # when a call answered as a miss was last logged, and how many were not logged since
         self.last_miss: tuple[float | None, int] = (None, 0)
+
+    @property
+    def pool(self) -> Pool:
+        """The engine's pool: a new one after ``engine.dispose()`` (which ``close()`` calls)."""
+        return self.engine.sync_engine.pool
 
     # -- running statements ------------------------------------------------------------------------
 
@@ -239,6 +259,7 @@ class Executor:
         if fail_open and not self.breaker.allow():
             self._missed(None)
             return ()
+        loop = self._enter()
         try:
             if self.runner is None or self._traced():
                 rows: Sequence[Sequence[Any]] = await self._through_core(stmt, params, fetch=True)
@@ -248,6 +269,8 @@ class Executor:
             if self._failed_open(failure, fail_open):
                 return ()
             raise
+        finally:
+            self._leave(loop)
         if self.breaker.failures:
             self._reached()
         return rows
@@ -258,6 +281,7 @@ class Executor:
         if fail_open and not self.breaker.allow():
             self._missed(None)
             return 0
+        loop = self._enter()
         try:
             if self.runner is None or self._traced():
                 count: int = await self._through_core(stmt, params, fetch=False)
@@ -267,9 +291,41 @@ class Executor:
             if self._failed_open(failure, fail_open):
                 return 0
             raise
+        finally:
+            self._leave(loop)
         if self.breaker.failures:
             self._reached()
         return count
+
+    def _enter(self) -> asyncio.AbstractEventLoop:
+        """Count a call on the running event loop; refused at once while calls of another event
+        loop (thread) that is still open run: an asyncio pool's queue belongs to one loop, and a
+        connection given back from another thread would not wake a call waiting in it (it hung)."""
+        loop = asyncio.get_running_loop()
+        with self.calls:
+            running_on = self.running_on
+            if running_on is not loop:
+                if running_on is not None and self.in_flight and not running_on.is_closed():
+                    raise StoreError(
+                        "this store's engine is in use on another event loop (thread) right now; an "
+                        "AsyncEngine's pool and connections belong to one event loop: give each loop "
+                        "its own store (SQLStore.with_url per loop), or use one event loop"
+                    )
+                self.running_on = loop
+                self.in_flight = 0  # calls of a loop that was closed under them never end
+            self.in_flight += 1
+        return loop
+
+    def _leave(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self.calls:
+            if self.running_on is loop:
+                self.in_flight -= 1
+
+    def _loop_in_use_elsewhere(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether calls of another event loop, still open, run now."""
+        with self.calls:
+            running_on = self.running_on
+            return running_on not in (None, loop) and self.in_flight > 0 and not running_on.is_closed()
 
     def _traced(self) -> bool:
         """Whether SQLAlchemy must see the statement: ``echo`` or cursor-execute listeners."""
@@ -570,6 +626,12 @@ class Executor:
     def _pass_on(self, lease: PoolProxiedConnection, loop: asyncio.AbstractEventLoop) -> bool:
         """Hand ``lease`` to a call of ours waiting on this loop, keep it, or check it in, all
         without awaiting; ``False``: the pool would close it, which the caller must do."""
+        if getattr(lease, "_pool", self.pool) is not self.pool:  # (a private attribute, read here only)
+            # from a pool the engine has disposed of since (close()): closed, not checked in there
+            self._done_with(loop)
+            self._drop(lease)
+            self._wake_one(loop)
+            return True
         waiters = self.waiters.get(loop)
         while waiters:
             handed, deadline = waiters.popleft()
@@ -672,7 +734,8 @@ class Executor:
             if not ours:
                 break
             await asyncio.gather(*ours, return_exceptions=True)
-        if dispose and self.owned:
+        if dispose and self.owned and not self._loop_in_use_elsewhere(loop):
+            # (while another loop's calls run, their connections are theirs: a later close() ends them)
             other_loops = any(list(self.idle.values()))
             # connections made on another event loop cannot be closed from this one
             await self.engine.dispose(close=not other_loops)

@@ -125,9 +125,17 @@ def _raw_row(store: SQLStore, key: str, value: bytes) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
-def test_two_event_loops_at_once_never_hang(url: str, engine_mode: str) -> None:
+@pytest.mark.parametrize("start_up", ["creates the table", "creates the table, uses and closes the store"])
+def test_two_event_loops_at_once_never_hang(url: str, engine_mode: str, start_up: str) -> None:
     store = _store(url, engine_mode, unique_table(), pool_size=2, max_overflow=0, pool_timeout=5)
-    asyncio.run(create_table(store))
+
+    async def starting() -> None:
+        await create_table(store)
+        if "closes" in start_up:  # close() gives the engine a new pool, used by both loops below
+            await store.set("start", b"v")
+            await store.close()
+
+    asyncio.run(starting())
     outcomes: dict[str, list[str]] = {"a": [], "b": []}
 
     async def work(name: str) -> None:
@@ -320,7 +328,10 @@ async def test_close_leaves_no_connection_checked_out_nor_for_the_garbage_collec
 
 @pytest.mark.parametrize("dialect", ["asyncpg", "psycopg"], indirect=True)
 @pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
-async def test_close_leaves_no_server_connection_open(url: str, dialect: str, engine_mode: str) -> None:
+@pytest.mark.parametrize("first_close", ["after the calls", "while calls run"])
+async def test_close_leaves_no_server_connection_open(
+    url: str, dialect: str, engine_mode: str, first_close: str
+) -> None:
     name = f"sqlsession-{uuid.uuid4().hex[:12]}"
     connect_args = (
         {"server_settings": {"application_name": name}}
@@ -333,6 +344,14 @@ async def test_close_leaves_no_server_connection_open(url: str, dialect: str, en
     )
     await create_table(store)
     await asyncio.gather(*(store.set(f"k{i}", b"v") for i in range(24)))
+    await store.close()
+    # the store stays usable after close(), and the next close() closes what it opened since
+    if first_close == "after the calls":
+        await asyncio.gather(*(store.get(f"k{i}") for i in range(24)))
+        await store.close()
+    else:  # calls that hold connections of the pool close() disposes of
+        await asyncio.gather(*(store.get(f"k{i}") for i in range(24)), store.close())
+    await asyncio.gather(*(store.get(f"k{i}") for i in range(24)))
     await drop_table(store)
     await store.close()
     # a server process ends a moment after its client closed the socket: wait for that, within a
