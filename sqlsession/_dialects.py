@@ -11,14 +11,16 @@
   the database cannot be reached, or that the server rolled the statement back (deadlock victim);
   whether switching a connection to autocommit costs round trips (MySQL);
 - how to run a compiled statement on each driver's own connection, in autocommit whatever the
-  engine's isolation level: asyncpg, psycopg, asyncmy, aiosqlite; the event loop a driver's
-  connection is bound to. Parameters are plain ``bytes``, ``int`` and ``None``, which every one of
+  engine's isolation level: asyncpg, psycopg, asyncmy, aiosqlite (asyncmy: a connection a store
+  switched to autocommit is switched back when anyone else checks it out); the event loop a
+  driver's connection is bound to. Parameters are plain ``bytes``, ``int`` and ``None``, which every one of
   them binds natively.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,8 +42,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.pool import Pool, PoolProxiedConnection
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
@@ -55,6 +59,7 @@ __all__ = (
     "async_url",
     "autocommit_is_local",
     "bounded_delete",
+    "checkout_for_store",
     "close_unpooled",
     "configure_owned_engine",
     "connection_loop",
@@ -63,7 +68,9 @@ __all__ = (
     "is_missing_table",
     "is_rolled_back",
     "is_unreachable",
+    "other_checkout_listeners",
     "renew_with_returning",
+    "share_engine",
     "upsert_statement",
 )
 
@@ -415,34 +422,36 @@ def is_rolled_back(error: BaseException) -> bool:
 
 
 class DriverRunner(Protocol):
-    """Runs SQL compiled for its dialect on the driver's own connection object, in autocommit
-    whatever the engine's isolation level: the connection goes back to the pool with nothing to
-    roll back."""
+    """Runs SQL compiled for its dialect on the driver's own connection of a pooled connection, in
+    autocommit whatever the engine's isolation level: the connection goes back to the pool with
+    nothing to roll back."""
 
-    async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]: ...
+    async def rows(self, lease: PoolProxiedConnection, sql: str, args: Any) -> Sequence[Sequence[Any]]: ...
 
-    async def rowcount(self, conn: Any, sql: str, args: Any) -> int: ...
+    async def rowcount(self, lease: PoolProxiedConnection, sql: str, args: Any) -> int: ...
 
 
 class _Asyncpg:
     # asyncpg never opens a transaction by itself: every statement commits on its own
-    async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]:
+    async def rows(self, lease: PoolProxiedConnection, sql: str, args: Any) -> Sequence[Sequence[Any]]:
+        conn: Any = lease.driver_connection
         rows: Sequence[Sequence[Any]] = await conn.fetch(sql, *args)
         return rows
 
-    async def rowcount(self, conn: Any, sql: str, args: Any) -> int:
+    async def rowcount(self, lease: PoolProxiedConnection, sql: str, args: Any) -> int:
+        conn: Any = lease.driver_connection
         status: str = await conn.execute(sql, *args)  # e.g. "DELETE 3"
         return int(status.rpartition(" ")[2])
 
 
 class _Psycopg:
-    async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]:
-        cursor = await self._execute(conn, sql, args)
+    async def rows(self, lease: PoolProxiedConnection, sql: str, args: Any) -> Sequence[Sequence[Any]]:
+        cursor = await self._execute(lease.driver_connection, sql, args)
         rows: Sequence[Sequence[Any]] = await cursor.fetchall()
         return rows
 
-    async def rowcount(self, conn: Any, sql: str, args: Any) -> int:
-        cursor = await self._execute(conn, sql, args)
+    async def rowcount(self, lease: PoolProxiedConnection, sql: str, args: Any) -> int:
+        cursor = await self._execute(lease.driver_connection, sql, args)
         return int(cursor.rowcount)
 
     @staticmethod
@@ -457,24 +466,69 @@ class _Psycopg:
         return cursor
 
 
+# MySQL: a connection not in autocommit opens a transaction at any statement, a read included, and
+# ending it costs a round trip (COMMIT), as does switching to autocommit and back (SET AUTOCOMMIT).
+# So a store switches a connection to autocommit once, marks it in the connection's ``info``, and
+# leaves it so in the pool for its next calls; whoever else checks it out gets it switched back
+# first (``_switch_back``, a checkout listener on the engine's pool: ``share_engine``).
+_SWITCHED = "sqlsession.switched_to_autocommit"
+_FOR_STORE: contextvars.ContextVar[bool] = contextvars.ContextVar("sqlsession_checkout", default=False)
+
+
+def checkout_for_store(pool: Pool) -> PoolProxiedConnection:
+    """``pool.connect()`` for a store's call (which ``_switch_back`` leaves in autocommit)."""
+    token = _FOR_STORE.set(True)
+    try:
+        return pool.connect()
+    finally:
+        _FOR_STORE.reset(token)
+
+
+def _switch_back(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """A connection a store switched to autocommit, checked out by anyone else: switched back (in
+    SQLAlchemy's checkout, within its greenlet). If that fails, the pool replaces the connection."""
+    if _FOR_STORE.get() or not record.info.get(_SWITCHED):
+        return
+    try:
+        dbapi_connection.autocommit(False)
+    except Exception as error:
+        raise DisconnectionError(f"could not switch the connection back from autocommit: {error}") from error
+    del record.info[_SWITCHED]
+
+
+def share_engine(engine: AsyncEngine) -> None:
+    """Make ``engine`` ready for a store's calls (once per engine): on MySQL (asyncmy), the checkout
+    listener that switches back the connections a store left in autocommit. A pool the engine makes
+    anew (``dispose()``) keeps its listeners."""
+    if engine.dialect.driver == "asyncmy":
+        pool = engine.sync_engine.pool
+        if not event.contains(pool, "checkout", _switch_back):
+            event.listen(pool, "checkout", _switch_back)
+
+
+def other_checkout_listeners(pool: Pool) -> bool:
+    """Whether ``pool`` has checkout listeners other than ``share_engine``'s."""
+    return bool(pool.dispatch.checkout) and any(fn is not _switch_back for fn in pool.dispatch.checkout)
+
+
 class _Asyncmy:
-    async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]:
-        cursor = conn.cursor()
+    async def rows(self, lease: PoolProxiedConnection, sql: str, args: Any) -> Sequence[Sequence[Any]]:
+        cursor = (await self._autocommitted(lease)).cursor()
         await cursor.execute(sql, args)
         rows: Sequence[Sequence[Any]] = await cursor.fetchall()
-        await self._commit_opened(conn)
         return rows
 
-    async def rowcount(self, conn: Any, sql: str, args: Any) -> int:
-        count = int(await conn.cursor().execute(sql, args))
-        await self._commit_opened(conn)
-        return count
+    async def rowcount(self, lease: PoolProxiedConnection, sql: str, args: Any) -> int:
+        conn = await self._autocommitted(lease)
+        return int(await conn.cursor().execute(sql, args))
 
     @staticmethod
-    async def _commit_opened(conn: Any) -> None:
-        # not in autocommit, the server opened a transaction (switching costs round trips both ways)
-        if conn.get_transaction_status():
-            await conn.commit()
+    async def _autocommitted(lease: PoolProxiedConnection) -> Any:
+        conn: Any = lease.driver_connection
+        if not conn.get_autocommit():  # read from the server's last reply: no round trip
+            lease.info[_SWITCHED] = True  # first: a cancelled switch drops the connection anyway
+            await conn.autocommit(True)
+        return conn
 
 
 def _sqlite_run(db: Any, sql: str, args: Any, fetch: bool) -> Any:
@@ -495,7 +549,8 @@ class _Aiosqlite:
     # aiosqlite runs each call in its thread through the private ``_execute(fn, *args)``, the one
     # way to run execute, fetch and commit in one hop (its public calls take one hop each); an
     # aiosqlite without it gets the public calls
-    async def rows(self, conn: Any, sql: str, args: Any) -> Sequence[Sequence[Any]]:
+    async def rows(self, lease: PoolProxiedConnection, sql: str, args: Any) -> Sequence[Sequence[Any]]:
+        conn: Any = lease.driver_connection
         if hasattr(conn, "_execute"):
             rows: Sequence[Sequence[Any]] = await conn._execute(_sqlite_run, conn._conn, sql, args, True)
             return rows
@@ -504,7 +559,8 @@ class _Aiosqlite:
             await conn.commit()
         return rows
 
-    async def rowcount(self, conn: Any, sql: str, args: Any) -> int:
+    async def rowcount(self, lease: PoolProxiedConnection, sql: str, args: Any) -> int:
+        conn: Any = lease.driver_connection
         if hasattr(conn, "_execute"):
             return int(await conn._execute(_sqlite_run, conn._conn, sql, args, False))
         cursor = await conn.execute(sql, args)

@@ -4,8 +4,9 @@ Each call checks a connection out of the engine's pool (so ``pool_size``, ``max_
 ``pool_timeout``, ``pool_pre_ping``, ``pool_recycle`` and the pool's events keep their meaning):
 synchronously when an open connection waits in the pool, else in a task of its own. It
 runs the statement, compiled once for the dialect, on the driver's own connection in autocommit
-(one round trip; an implicit transaction the driver opened is committed at once), and checks the
-connection back in. When the engine has cursor-execute listeners or ``echo``, the statement runs
+(one round trip; an implicit transaction the driver opened is committed at once; a MySQL
+connection is switched to autocommit once and switched back when anyone else checks it out), and
+checks the connection back in. When the engine has cursor-execute listeners or ``echo``, the statement runs
 through Core instead, so that tracing and logging see it.
 
 Cleanup cannot be skipped by a cancellation, however often it is repeated (anyio cancel scopes):
@@ -216,6 +217,7 @@ class Executor:
         self.table = table  # named in errors
         self.owned = owned  # created by the store: its autocommit engine is disposed by close()
         self.runner = _dialects.driver_runner(engine.dialect)
+        _dialects.share_engine(engine)
         # a pool that commits on the way in does I/O there: never checked in synchronously
         self.checkin_commits = getattr(pool, "_reset_on_return", None) is reset_commit
         # a checkout from a queue of connections, with no pre-ping (I/O), can be done synchronously
@@ -333,18 +335,20 @@ class Executor:
         return bool(sync.echo or sync.dispatch.before_cursor_execute or sync.dispatch.after_cursor_execute)
 
     async def _native(
-        self, call: Callable[[Any, str, Any], Awaitable[Any]], stmt: Statement, params: Mapping[str, Any]
+        self,
+        call: Callable[[PoolProxiedConnection, str, Any], Awaitable[Any]],
+        stmt: Statement,
+        params: Mapping[str, Any],
     ) -> Any:
         args = stmt.args(params)
         attempts = Attempts()
         while True:
             lease = await self._checkout()
-            conn = lease.driver_connection
             try:
-                result = await call(conn, stmt.sql, args)
+                result = await call(lease, stmt.sql, args)
             except BaseException as error:
                 # synchronous: a repeated cancellation cannot interrupt it
-                disconnect, rolled_back = _retryable(error, conn)
+                disconnect, rolled_back = _retryable(error, lease.driver_connection)
                 self._discard(lease, error, disconnect)
                 delay = attempts.next_delay(disconnect=disconnect, rolled_back=rolled_back)
                 if delay is None:
@@ -568,10 +572,14 @@ class Executor:
         the pool must reconnect, a pre-ping, checkout listeners): the caller then checks out in a
         task of its own. Saves the task and its event loop turns (a third of a call's CPU)."""
         pool = self.pool
-        if not self.checkout_is_local or pool.dispatch.checkout or not _next_checkout_is_open(pool):
+        if (
+            not self.checkout_is_local
+            or _dialects.other_checkout_listeners(pool)
+            or not _next_checkout_is_open(pool)
+        ):
             return None
         try:
-            return pool.connect()
+            return _dialects.checkout_for_store(pool)
         except MissingGreenlet:  # it needed I/O after all: SQLAlchemy raises before any, taking nothing
             return None
 
@@ -580,7 +588,7 @@ class Executor:
         connection, a wait for one, a pre-ping, a recycle), and a cancellation of the caller must
         not cut it in half; a connection that arrives after the caller left goes back at once.
         ``deadline`` (the loop's time): give up then, as the pool gives up after ``pool_timeout``."""
-        task = self._in_background(greenlet_spawn(self.pool.connect))
+        task = self._in_background(greenlet_spawn(_dialects.checkout_for_store, self.pool))
         self.connecting.add(task)
         task.add_done_callback(self.connecting.discard)
         try:

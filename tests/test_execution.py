@@ -303,6 +303,59 @@ async def test_the_applications_own_checkouts_are_served_while_the_store_is_busy
         await _close(store, engine_mode)
 
 
+@pytest.mark.parametrize("engine_mode", ["borrowed"], indirect=True)
+async def test_the_applications_transactions_on_a_shared_engine_still_roll_back(
+    url: str, engine_mode: str
+) -> None:
+    # one connection: the application's sessions get the very connection the store's calls used
+    store = _store(url, engine_mode, unique_table(), pool_size=1, max_overflow=0)
+    await create_table(store)
+    try:
+        for round_ in range(2):
+            await store.set("k", b"v")
+            assert await store.get("k", renew_for=60) == b"v"
+            async with store.engine.connect() as conn:
+                await conn.execute(store.table.delete())
+                await conn.execute(store.table.insert(), [_raw_row(store, f"app{round_}", b"a")])
+                await conn.rollback()  # none of it happened
+            assert await store.get("k") == b"v"
+            assert await store.get(f"app{round_}") is None
+    finally:
+        await drop_table(store)
+        await _close(store, engine_mode)
+
+
+@pytest.mark.parametrize("dialect", ["asyncmy"], indirect=True)
+@pytest.mark.parametrize("engine_mode", ["borrowed"], indirect=True)
+async def test_a_connection_lost_after_the_store_used_it_is_replaced_for_the_application(
+    url: str, dialect: str, engine_mode: str
+) -> None:
+    # MySQL: the store leaves its connections in autocommit, and they are switched back when the
+    # application checks them out; if that fails (the connection was lost), the pool replaces it
+    store = _store(url, engine_mode, unique_table(), pool_size=1, max_overflow=0)
+    opened: list[int] = []
+    event.listen(
+        store.engine.sync_engine,
+        "connect",
+        lambda _dbapi_connection, record: opened.append(record.driver_connection.thread_id()),
+    )
+    await create_table(store)
+    killer = create_async_engine(async_url(url))
+    try:
+        await store.set("k", b"v")
+        async with killer.connect() as conn:
+            await conn.exec_driver_sql(f"KILL CONNECTION {opened[-1]}")
+        async with store.engine.connect() as conn:
+            await conn.execute(store.table.delete())
+            await conn.rollback()
+        assert len(opened) == 2  # the lost connection was replaced
+        assert await store.get("k") == b"v"
+    finally:
+        await killer.dispose()
+        await drop_table(store)
+        await _close(store, engine_mode)
+
+
 # -- 5. closing leaves nothing open -------------------------------------------------------------------
 
 
