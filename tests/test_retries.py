@@ -16,7 +16,6 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -210,41 +209,35 @@ async def test_a_call_cancelled_while_it_waits_to_retry_holds_no_connection(
     await _prepare(store)
     store = _store_of_one_connection(store, path)
     try:
-        await _cancelled_while_waiting_to_retry(store, injector, monkeypatch)
+        await _cancelled_before_its_retry(store, injector, monkeypatch)
     finally:
         await store.close()
         await store.engine.dispose()
 
 
-async def _cancelled_while_waiting_to_retry(
+async def _cancelled_before_its_retry(
     store: SQLStore, injector: Injector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_execution, "BACKOFF_FIRST", 30.0)  # a wait long enough to be cancelled in
-    monkeypatch.setattr(_execution, "BACKOFF_MAX", 30.0)
-    monkeypatch.setattr(_execution, "random", SimpleNamespace(uniform=lambda _low, high: high))
-    waiting = asyncio.Event()
-    next_delay = _execution.Attempts.next_delay
-
-    def noting_the_wait(self: _execution.Attempts, **failure: bool) -> float | None:
-        delay = next_delay(self, **failure)
-        waiting.set()
-        return delay
-
-    monkeypatch.setattr(_execution.Attempts, "next_delay", noting_the_wait)
     await injector.fail_next(1)
     pool = store.engine.sync_engine.pool
+    call = asyncio.ensure_future(store.get("k"))
+    held: list[int] = []  # connections checked out when the call began to wait
+    real_sleep = asyncio.sleep
 
-    def held_by_calls() -> int:  # the store keeps none checked out between calls
-        return int(pool.checkedout())  # type: ignore[attr-defined]
+    async def back_off(delay: float, *args: Any) -> Any:
+        # the store waits before a retry with asyncio.sleep: there, the call is cancelled
+        if asyncio.current_task() is call:
+            held.append(pool.checkedout())  # type: ignore[attr-defined]
+            call.cancel()
+        return await real_sleep(delay, *args)
 
-    task = asyncio.ensure_future(store.get("k"))
-    await asyncio.wait_for(waiting.wait(), 10)  # the failed attempt is over: the call waits to retry
-    assert not task.done()
-    assert held_by_calls() == 0
-    task.cancel()
+    monkeypatch.setattr(asyncio, "sleep", back_off)
     with pytest.raises(asyncio.CancelledError):
-        await task
-    assert held_by_calls() == 0
+        await call
+    monkeypatch.undo()
+    assert held == [0]  # it waited holding no connection
+    assert await injector.attempts_failed_and_left() == 0  # the failure was raised; no retry ran
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
     assert await store.get("k") == b"v"
 
 
