@@ -28,9 +28,10 @@ that waited joins the pool's queue (within what is left of its ``pool_timeout``)
 An engine's pool and its connections belong to one event loop at a time: a call made while calls of
 another event loop (thread) that is still open run is refused at once with a clear
 :class:`StoreError` (an asyncio queue wakes no waiter from another thread: such calls hung), and
-one made after them works. ``close()`` of a store that owns its engine disposes of the engine, which
-puts a new pool in it: the executor always reads the engine's current pool, and a connection of the
-old one that a call gives back afterwards is closed, not checked in there.
+one made after them works. A pool without a queue (``NullPool``) serves any loop at any time.
+``close()`` of a store that owns its engine disposes of the engine, which puts a new pool in it: the
+executor always reads the engine's current pool, and a connection of the old one that a call gives
+back afterwards is closed, not checked in there.
 
 Every failure is raised as :class:`StoreError` (the driver's error is its ``__cause__``), as
 :class:`StoreUnavailableError` when the database could not be reached; a call made with
@@ -236,7 +237,9 @@ class Executor:
         self.connecting: set[asyncio.Future[Any]] = set()  # our checkouts in tasks, not yet done
         # the event loop whose calls run now, and how many: calls of another loop are refused
         # meanwhile (an asyncio pool's queue would wake one loop's waiters from another's thread)
-        self.calls = threading.Lock()
+        # (a pool without a queue, such as NullPool, opens and closes connections on each call's own
+        # loop: any loop may use it at any time)
+        self.calls: threading.Lock | None = threading.Lock() if isinstance(pool, QueuePool) else None
         self.running_on: asyncio.AbstractEventLoop | None = None
         self.in_flight = 0
         # the cause last logged, when, and how many failures with that cause went unlogged since
@@ -304,6 +307,8 @@ class Executor:
         loop (thread) that is still open run: an asyncio pool's queue belongs to one loop, and a
         connection given back from another thread would not wake a call waiting in it (it hung)."""
         loop = asyncio.get_running_loop()
+        if self.calls is None:
+            return loop
         with self.calls:
             running_on = self.running_on
             if running_on is not loop:
@@ -311,7 +316,8 @@ class Executor:
                     raise StoreError(
                         "this store's engine is in use on another event loop (thread) right now; an "
                         "AsyncEngine's pool and connections belong to one event loop: give each loop "
-                        "its own store (SQLStore.with_url per loop), or use one event loop"
+                        "its own store (SQLStore.with_url per loop), or create the engine with "
+                        "poolclass=NullPool"
                     )
                 self.running_on = loop
                 self.in_flight = 0  # calls of a loop that was closed under them never end
@@ -319,12 +325,16 @@ class Executor:
         return loop
 
     def _leave(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.calls is None:
+            return
         with self.calls:
             if self.running_on is loop:
                 self.in_flight -= 1
 
     def _loop_in_use_elsewhere(self, loop: asyncio.AbstractEventLoop) -> bool:
         """Whether calls of another event loop, still open, run now."""
+        if self.calls is None:
+            return False
         with self.calls:
             running_on = self.running_on
             return running_on not in (None, loop) and self.in_flight > 0 and not running_on.is_closed()

@@ -22,6 +22,7 @@ import anyio
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from sqlsession import SQLStore, StoreError
 from sqlsession._dialects import async_url
@@ -158,6 +159,38 @@ def test_two_event_loops_at_once_never_hang(url: str, engine_mode: str, start_up
     assert not any(thread.is_alive() for thread in threads), "a loop hung"
     assert len(outcomes["a"]) == len(outcomes["b"]) == 40
     assert "ok" in outcomes["a"] + outcomes["b"]
+
+    async def finish() -> None:
+        await drop_table(store)
+        await store.close()
+
+    asyncio.run(finish())
+
+
+@pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
+def test_two_event_loops_at_once_work_on_a_pool_without_a_queue(url: str, engine_mode: str) -> None:
+    # NullPool opens and closes a connection for each call, on the loop that makes it
+    store = _store(url, engine_mode, unique_table(), poolclass=NullPool)
+    asyncio.run(create_table(store))
+    done: dict[str, int] = {"a": 0, "b": 0}
+
+    async def work(name: str) -> None:
+        try:
+            for i in range(20):
+                with anyio.fail_after(15):
+                    await store.set(f"{name}{i}", b"v")
+                    assert await store.get(f"{name}{i}") == b"v"
+                done[name] += 1
+        finally:
+            await store.close()
+
+    threads = [threading.Thread(target=asyncio.run, args=(work(name),)) for name in done]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), "a loop hung"
+    assert done == {"a": 20, "b": 20}
 
     async def finish() -> None:
         await drop_table(store)
