@@ -304,7 +304,7 @@ class Executor:
 
     def _enter(self) -> asyncio.AbstractEventLoop:
         """Count a call on the running event loop; refused at once while calls of another event
-        loop (thread) that is still open run: an asyncio pool's queue belongs to one loop, and a
+        loop (thread) that is running run: an asyncio pool's queue belongs to one loop, and a
         connection given back from another thread would not wake a call waiting in it (it hung)."""
         loop = asyncio.get_running_loop()
         if self.calls is None:
@@ -312,7 +312,9 @@ class Executor:
         with self.calls:
             running_on = self.running_on
             if running_on is not loop:
-                if running_on is not None and self.in_flight and not running_on.is_closed():
+                # (a loop that is not running makes no progress: its calls may never end, e.g. a loop
+                # left stopped after run_until_complete gave up waiting, and must not block others)
+                if running_on is not None and self.in_flight and running_on.is_running():
                     raise StoreError(
                         "this store's engine is in use on another event loop (thread) right now; an "
                         "AsyncEngine's pool and connections belong to one event loop: give each loop "
@@ -320,7 +322,7 @@ class Executor:
                         "poolclass=NullPool"
                     )
                 self.running_on = loop
-                self.in_flight = 0  # calls of a loop that was closed under them never end
+                self.in_flight = 0  # (the calls of a loop that was stopped or closed under them)
             self.in_flight += 1
         return loop
 
@@ -332,12 +334,12 @@ class Executor:
                 self.in_flight -= 1
 
     def _loop_in_use_elsewhere(self, loop: asyncio.AbstractEventLoop) -> bool:
-        """Whether calls of another event loop, still open, run now."""
+        """Whether calls of another event loop, which is running, run now."""
         if self.calls is None:
             return False
         with self.calls:
             running_on = self.running_on
-            return running_on not in (None, loop) and self.in_flight > 0 and not running_on.is_closed()
+            return running_on not in (None, loop) and self.in_flight > 0 and running_on.is_running()
 
     def _traced(self) -> bool:
         """Whether SQLAlchemy must see the statement: ``echo`` or cursor-execute listeners."""

@@ -199,22 +199,54 @@ def test_two_event_loops_at_once_work_on_a_pool_without_a_queue(url: str, engine
     asyncio.run(finish())
 
 
+@pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
+def test_a_call_left_on_a_stopped_event_loop_does_not_block_other_loops(url: str, engine_mode: str) -> None:
+    table = unique_table()
+    store = _store(url, engine_mode, table, pool_size=2, max_overflow=0, pool_timeout=5)
+    asyncio.run(create_table(store))
+    asyncio.run(store.set("other", b"o"))
+    # a synchronous wrapper that gives up waiting: its loop stops (not closed) with the call pending
+    abandoned = asyncio.new_event_loop()
+    try:
+        locked = _table_locked(url, table, readers_pass=True)
+        abandoned.run_until_complete(locked.__aenter__())
+        pending = abandoned.create_task(store.set("k", b"v"))  # waits for the lock
+        abandoned.run_until_complete(asyncio.wait([pending], timeout=0.2))
+        assert not pending.done()
+        # another event loop, while that one is not running
+        assert asyncio.run(store.get("other")) == b"o"
+        abandoned.run_until_complete(locked.__aexit__(None, None, None))
+        abandoned.run_until_complete(pending)
+        abandoned.run_until_complete(store.close())
+    finally:
+        abandoned.close()
+
+    async def finish() -> None:
+        assert await store.get("k") == b"v"
+        await drop_table(store)
+        await store.close()
+
+    asyncio.run(finish())
+
+
 # -- 4. pool_timeout -----------------------------------------------------------------------------------
 
 
 @contextlib.asynccontextmanager
-async def _table_locked(url: str, table: str) -> AsyncIterator[None]:
-    """Another connection holds a write lock on ``table`` until the block ends."""
+async def _table_locked(url: str, table: str, *, readers_pass: bool = False) -> AsyncIterator[None]:
+    """Another connection holds a lock on ``table`` that stops writers (and readers, unless
+    ``readers_pass``) until the block ends."""
     engine = create_async_engine(async_url(url))
     conn = await engine.connect()
     name = engine.dialect.name
     try:
-        if name == "sqlite":
-            await conn.exec_driver_sql("BEGIN EXCLUSIVE")
+        if name == "sqlite":  # (in WAL mode, readers pass a writer's lock)
+            await conn.exec_driver_sql("BEGIN IMMEDIATE" if readers_pass else "BEGIN EXCLUSIVE")
         elif name == "postgresql":
-            await conn.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            mode = "EXCLUSIVE" if readers_pass else "ACCESS EXCLUSIVE"
+            await conn.exec_driver_sql(f"LOCK TABLE {table} IN {mode} MODE")
         else:
-            await conn.exec_driver_sql(f"LOCK TABLES {table} WRITE")
+            await conn.exec_driver_sql(f"LOCK TABLES {table} {'READ' if readers_pass else 'WRITE'}")
         yield
     finally:
         if name in ("mysql", "mariadb"):
