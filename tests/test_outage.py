@@ -395,7 +395,8 @@ class _App:
             return "ok"
 
         @get("/session/{value:str}")
-        async def remember(request: Request[Any, Any, Any], value: str) -> str:
+        async def remember(request: Request[Any, Any, Any]) -> str:
+            value = str(request.path_params["value"])
             request.session["value"] = value
             return value
 

@@ -30,7 +30,8 @@ def ping() -> str:
 
 
 @get("/remember/{value:str}")
-async def remember(request: Request[Any, Any, Any], value: str) -> str:
+async def remember(request: Request[Any, Any, Any]) -> str:
+    value = str(request.path_params["value"])
     await request.app.stores.get("sessions").set("k", value)
     return value
 
