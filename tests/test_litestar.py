@@ -97,7 +97,10 @@ async def test_store_on_an_engine_shared_with_advanced_alchemy_serves_a_burst_on
     await create_table(outside)
 
     @get("/write")
-    async def write(request: Request[Any, Any, Any], db_session: AsyncSession) -> dict[str, int]:
+    async def write(request: Request[Any, Any, Any]) -> dict[str, int]:
+        # the request's session as advanced-alchemy's dependency provides it (its declared styles differ
+        # between Litestar versions)
+        db_session: AsyncSession = config.provide_session(request.app.state, request.scope)
         await db_session.execute(text("SELECT 1"))  # this request's session holds a connection
         visits = int(request.session.get("visits", 0)) + 1
         request.set_session({"visits": visits})
