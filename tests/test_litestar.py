@@ -78,7 +78,7 @@ async def test_sessions_and_response_cache_in_a_litestar_app(make_store: Callabl
 async def test_store_on_an_engine_shared_with_advanced_alchemy_serves_a_burst_on_a_pool_of_2(
     url: str,
 ) -> None:
-    # advanced-alchemy's plugin needs litestar 2.23 (undeclared): absent at the lowest litestar we allow
+    # advanced-alchemy's plugin needs a newer litestar than the lowest we allow (it does not declare it)
     plugin = pytest.importorskip("advanced_alchemy.extensions.litestar", exc_type=ImportError)
     SQLAlchemyAsyncConfig, SQLAlchemyPlugin = plugin.SQLAlchemyAsyncConfig, plugin.SQLAlchemyPlugin
     from litestar.testing import AsyncTestClient
