@@ -20,7 +20,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -588,7 +590,16 @@ def close_unpooled(driver_connection: Any) -> Awaitable[Any] | None:
     """Close a driver's connection that has left the pool, without awaiting: asyncpg and asyncmy
     close the socket at once; otherwise what completes the close is returned, to be awaited later
     (aiosqlite 0.22.1+: the future its thread resolves once closed; psycopg, older aiosqlite: the
-    coroutine that closes it, to be run in a task of its own)."""
+    coroutine that closes it, to be run in a task of its own). A connection whose event loop is not
+    running (ended, or left stopped by start-up code) cannot close through it: its socket is shut down
+    first, which ends the server's session at once."""
+    loop = connection_loop(driver_connection)
+    if loop is not None and not loop.is_running():
+        transport = getattr(driver_connection, "_transport", None)  # asyncpg's and asyncmy's
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
     for name in ("terminate", "stop"):  # asyncpg; aiosqlite
         close = getattr(driver_connection, name, None)
         if callable(close):

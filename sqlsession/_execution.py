@@ -114,6 +114,15 @@ def _driver_error(error: BaseException) -> BaseException:
     return error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
 
 
+def _bound_to_another_loop(error: BaseException) -> bool:
+    """Whether ``error`` is asyncio's refusal of an object (a pool's queue, a connection) that belongs
+    to another event loop."""
+    message = str(_driver_error(error))
+    return isinstance(_driver_error(error), RuntimeError) and (
+        "different loop" in message or "different event loop" in message or "loop is closed" in message
+    )
+
+
 def _store_error(error: BaseException, table: str, pool: Pool, url: URL, *, unreachable: bool) -> StoreError:
     if isinstance(error, PoolTimeoutError):
         return StoreUnavailableError(
@@ -127,6 +136,11 @@ def _store_error(error: BaseException, table: str, pool: Pool, url: URL, *, unre
     message = f"store operation on table {table!r} failed: {type(orig).__name__}: {orig}"
     if unreachable or _dialects.is_unreachable(orig):
         return StoreUnavailableError(message)
+    if _bound_to_another_loop(orig):
+        message += (
+            "; the engine's pool or its connections belong to another event loop: dispose of the engine "
+            "(await engine.dispose()) after code on another loop used it, or give each loop its own store"
+        )
     return StoreError(message)
 
 
@@ -323,6 +337,8 @@ class Executor:
                     )
                 self.running_on = loop
                 self.in_flight = 0  # (the calls of a loop that was stopped or closed under them)
+                if self.owned and self._bound_elsewhere(loop):
+                    self._renew_pool()
             self.in_flight += 1
         return loop
 
@@ -474,8 +490,10 @@ class Executor:
         if self.idle:
             self._drop_dead_loops()
         self.waiting[loop] = self.waiting.get(loop, 0) + 1
+        retried = False
         try:
             while True:
+                pool = self.pool
                 try:
                     # synchronously only when no other call of ours waits for the pool (first come,
                     # first served)
@@ -490,19 +508,27 @@ class Executor:
                         # sent on to the pool after waiting for a hand-on: within what is left
                         lease = await self._connect(deadline)
                 except Exception as error:
-                    raise self._failed(error) from _driver_error(error)
+                    if retried or not _bound_to_another_loop(error):
+                        raise self._failed(error) from _driver_error(error)
+                    # the pool's queue or a connection (pinged in the checkout) of another event loop:
+                    # a new pool when the store owns the engine; else the pool has replaced the
+                    # connection it could not ping
+                    retried = True
+                    if self.owned and self.pool is pool:
+                        self._renew_pool()
+                    continue
                 owner = _dialects.connection_loop(lease.driver_connection)
                 if owner is None or owner is loop:
                     self._took(loop)
                     return lease
-                if not owner.is_closed():
+                if owner.is_running():
                     self._drop(lease)  # not ours to use, nor to give back from this thread
                     raise StoreError(
                         "this store's engine is in use on another event loop (thread); an AsyncEngine's "
                         "connections belong to one event loop: give each loop its own store "
                         "(SQLStore.with_url per loop), or create the engine with poolclass=NullPool"
                     )
-                # made on an event loop that has ended (start-up code, say): unusable here
+                # made on an event loop that has ended or stopped (start-up code, say): unusable here
                 self._drop(lease)
         finally:
             if self.waiting[loop] > 1:
@@ -687,6 +713,9 @@ class Executor:
         and close it, without awaiting anything: nothing can interrupt this."""
         driver_connection = lease.driver_connection
         lease.detach()
+        self._close_unpooled(driver_connection)
+
+    def _close_unpooled(self, driver_connection: Any) -> None:
         closing = _dialects.close_unpooled(driver_connection)
         if asyncio.iscoroutine(closing):
             self._in_background(closing)
@@ -697,7 +726,12 @@ class Executor:
     def _checkin_now(self, lease: PoolProxiedConnection) -> bool:
         """Check ``lease`` in synchronously when the pool keeps it (no I/O); whether it did."""
         pool = self.pool
-        if self.checkin_commits or not isinstance(pool, QueuePool) or pool.checkedin() >= pool.size():
+        if (
+            self.checkin_commits
+            or not isinstance(pool, QueuePool)
+            or getattr(lease, "_pool", pool) is not pool  # of a pool disposed of since: closed instead
+            or pool.checkedin() >= pool.size()
+        ):
             return False
         _checkin_clean(lease)
         return True
@@ -730,6 +764,28 @@ class Executor:
                 handed.set_result(None)
                 return
 
+    def _kept_elsewhere(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether another event loop keeps connections between its calls."""
+        return any(idle for other, idle in list(self.idle.items()) if other is not loop)
+
+    def _bound_elsewhere(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether the pool's queue or a connection waiting in it belongs to another event loop (an
+        asyncio queue to the first loop that waited in it: SQLAlchemy's own)."""
+        pool = self.pool
+        if _queue_loop(pool) not in (None, loop):
+            return True
+        loops = {_dialects.connection_loop(connection) for connection in _pooled_connections(pool)}
+        return bool(loops - {None, loop})
+
+    def _renew_pool(self) -> None:
+        """Put a new pool in the engine the store owns, synchronously (``Engine.dispose(close=False)``),
+        and close the connections that waited in the old one: also those of an event loop that has
+        ended, which the pool's own ``dispose()`` cannot close (it logs an error for each)."""
+        old = self.pool
+        self.engine.sync_engine.dispose(close=False)
+        for connection in _pooled_connections(old):
+            self._close_unpooled(connection)
+
     def _drop_dead_loops(self) -> None:
         # list(): a copy taken at once, while other threads (event loops) may add their own
         for loop in [loop for loop in list(self.idle) if loop.is_closed()]:
@@ -745,20 +801,21 @@ class Executor:
         (it stays usable: the pool makes new connections on the next call)."""
         loop = asyncio.get_running_loop()
         self._drop_dead_loops()
+        renew = dispose and self.owned
         while True:
             # a checkout in a task that its call left may still bring a connection back to keep
             for lease in self.idle.pop(loop, []):
                 if not self._checkin_now(lease):
                     self._drop(lease)
-            ours = [task for task in self.closing if task.get_loop() is loop]
+            if renew and not self._loop_in_use_elsewhere(loop) and not self._kept_elsewhere(loop):
+                # (another loop's calls or kept connections are that loop's: its own close() ends them)
+                self._renew_pool()
+                renew = False
+            # asyncio.wait: a cancelled close() leaves this work to finish (gather would cancel it)
+            ours = [task for task in list(self.closing) if task.get_loop() is loop]
             if not ours:
                 break
-            await asyncio.gather(*ours, return_exceptions=True)
-        if dispose and self.owned and not self._loop_in_use_elsewhere(loop):
-            # (while another loop's calls run, their connections are theirs: a later close() ends them)
-            other_loops = any(list(self.idle.values()))
-            # connections made on another event loop cannot be closed from this one
-            await self.engine.dispose(close=not other_loops)
+            await asyncio.wait(ours)
 
 
 def _next_checkout_is_open(pool: Pool) -> bool:
@@ -776,6 +833,23 @@ def _next_checkout_is_open(pool: Pool) -> bool:
         )
     except (AttributeError, IndexError, TypeError):
         return False
+
+
+def _pooled_connections(pool: Pool) -> list[Any]:
+    """The driver connections waiting in ``pool`` (read from its private state, a queue of connection
+    records); none for any other shape of it."""
+    try:
+        records = list(pool._pool._queue._queue)  # type: ignore[attr-defined]
+        return [record.driver_connection for record in records if record.dbapi_connection is not None]
+    except (AttributeError, TypeError, RuntimeError):
+        return []
+
+
+def _queue_loop(pool: Pool) -> asyncio.AbstractEventLoop | None:
+    """The event loop ``pool``'s asyncio queue belongs to, once a checkout waited in it (its private
+    state); ``None``: none yet, or another shape of pool."""
+    loop = getattr(getattr(getattr(pool, "_pool", None), "_queue", None), "_loop", None)
+    return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
 
 
 def _queued(pool: Pool) -> int | None:

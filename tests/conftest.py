@@ -154,7 +154,14 @@ async def store(make_store: Callable[..., SQLStore]) -> AsyncIterator[SQLStore]:
 # -- a run that leaks fails: connections left to the garbage collector, pending tasks destroyed ------
 
 # a coroutine never awaited: a connect (or other I/O) that was started and dropped
-_LEAK_SIGNS = ("non-checked-in connection", "Task was destroyed but it is pending", "was never awaited")
+# and a connection the pool could not close (one of an event loop that has ended: its socket stays open)
+_LEAK_SIGNS = (
+    "non-checked-in connection",
+    "Task was destroyed but it is pending",
+    "was never awaited",
+    "Exception closing connection",
+    "Exception terminating connection",
+)
 _leaks: list[str] = []
 _current_test = ["outside a test"]
 
@@ -174,6 +181,7 @@ def pytest_runtest_protocol(item: pytest.Item) -> object:
 
 def pytest_configure(config: pytest.Config) -> None:
     logging.getLogger("asyncio").addHandler(_LeakLog())
+    logging.getLogger("sqlalchemy.pool").addHandler(_LeakLog())
 
 
 def pytest_warning_recorded(warning_message: warnings.WarningMessage, nodeid: str) -> None:

@@ -100,8 +100,19 @@ async def test_cancelling_a_call_twice_never_loses_a_pool_slot(small_pool_store:
 
 
 @pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
-def test_engine_first_used_on_another_loop_works_on_the_apps_loop(url: str, engine_mode: str) -> None:
-    store = _store(url, engine_mode, unique_table())
+@pytest.mark.parametrize("pool_pre_ping", [False, True])
+@pytest.mark.parametrize("start_up_loop", ["closed", "left open"])
+def test_engine_first_used_on_another_loop_works_on_the_apps_loop(
+    url: str, engine_mode: str, pool_pre_ping: bool, start_up_loop: str
+) -> None:
+    store = _store(url, engine_mode, unique_table(), pool_pre_ping=pool_pre_ping)
+    opened: set[int] = set()
+    if "sqlite" not in url:
+        event.listen(
+            store.engine.sync_engine,
+            "connect",
+            lambda _dbapi, record: opened.add(_server_id(record.driver_connection)),
+        )
 
     async def start_up() -> None:  # the usual pattern: create the table in a loop of its own
         await create_table(store)
@@ -117,8 +128,44 @@ def test_engine_first_used_on_another_loop_works_on_the_apps_loop(url: str, engi
         finally:
             await store.close()
 
-    asyncio.run(start_up())
-    assert asyncio.run(serve()) == [b"b", b"v"]
+    if start_up_loop == "closed":
+        asyncio.run(start_up())
+        assert asyncio.run(serve()) == [b"b", b"v"]
+    else:  # run_until_complete() leaves the loop open (not running): its connections are as unusable
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(start_up())
+            assert asyncio.run(serve()) == [b"b", b"v"]
+        finally:
+            loop.close()
+    # close() ended every connection, the start-up loop's too
+    assert asyncio.run(_still_open(url, opened)) == set() if opened else "sqlite" in url
+
+
+@pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
+@pytest.mark.parametrize("pool_pre_ping", [False, True])
+def test_calls_that_wait_for_the_pool_work_on_each_new_event_loop(
+    url: str, engine_mode: str, pool_pre_ping: bool
+) -> None:
+    # an asyncio pool's queue belongs to the first loop that waited in it (SQLAlchemy's own): a store
+    # that owns its engine gives each new loop a new pool, so that its calls can wait there
+    options = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 10, "pool_pre_ping": pool_pre_ping}
+    store = _store(url, engine_mode, unique_table(), **options)
+
+    async def round_(number: int) -> list[bytes | None]:
+        if number == 0:
+            await create_table(store)
+        try:
+            await asyncio.gather(*(store.set(f"k{i}", f"{number}".encode()) for i in range(4)))
+            return list(await asyncio.gather(*(store.get(f"k{i}") for i in range(4))))
+        finally:
+            if number == 2:
+                await store.close()  # (a new pool for the engine's own use on this loop)
+                await drop_table(store)
+                await store.close()
+
+    # not closed between loops: the usual test-suite pattern
+    assert [asyncio.run(round_(number)) for number in range(3)] == [[f"{n}".encode()] * 4 for n in range(3)]
 
 
 def _raw_row(store: SQLStore, key: str, value: bytes) -> dict[str, Any]:
@@ -494,6 +541,114 @@ async def test_close_leaves_no_server_connection_open(
     finally:
         await observer.dispose()
     assert count == 0, f"still open after close(): {left}"
+
+
+@pytest.mark.parametrize("engine_mode", ["borrowed"], indirect=True)
+def test_an_application_engine_whose_pool_belongs_to_another_loop_fails_at_once_with_advice(
+    url: str, engine_mode: str
+) -> None:
+    # the application's engine is its own to dispose of: the store says so instead of failing cryptically
+    engine = create_async_engine(async_url(url), pool_size=1, max_overflow=0, pool_timeout=10)
+    store = SQLStore(engine, table_name=unique_table())
+
+    async def bind_the_pool_to_this_loop() -> None:
+        await create_table(store)
+        async with engine.connect():  # a second checkout waits in the pool's queue: bound to this loop
+            waiting = asyncio.ensure_future(engine.connect().start())
+            await asyncio.sleep(0.05)
+        await (await waiting).close()
+
+    async def on_the_next_loop() -> BaseException | None:
+        async with engine.connect():  # the only connection: the store's call must wait in the queue
+            try:
+                await asyncio.wait_for(store.get("k"), 5)
+            except StoreError as error:
+                return error
+        return None
+
+    try:
+        asyncio.run(bind_the_pool_to_this_loop())
+        error = asyncio.run(on_the_next_loop())
+        assert error is not None and "await engine.dispose()" in str(error), error
+    finally:
+        asyncio.run(engine.dispose())
+        asyncio.run(_drop_and_close(store))
+        asyncio.run(engine.dispose())
+
+
+def _server_id(driver_connection: Any) -> int:
+    """The server's id of a connection: its backend's pid (PostgreSQL), its thread id (MariaDB)."""
+    if hasattr(driver_connection, "get_server_pid"):  # asyncpg
+        return int(driver_connection.get_server_pid())
+    if hasattr(driver_connection, "thread_id"):  # asyncmy
+        return int(driver_connection.thread_id())
+    return int(driver_connection.info.backend_pid)  # psycopg
+
+
+async def _still_open(url: str, ids: set[int]) -> set[int]:
+    """Which of the server connections ``ids`` are open, after waiting (within a deadline) for those a
+    client has just closed to end."""
+    if "postgresql" in url:
+        query = text("SELECT pid FROM pg_stat_activity")
+    else:
+        query = text("SELECT id FROM information_schema.processlist")
+    observer = create_async_engine(async_url(url), poolclass=NullPool)
+    try:
+        async with observer.connect() as conn:
+            for _ in range(100):
+                open_ids = {int(row[0]) for row in (await conn.execute(query)).all()} & ids
+                if not open_ids:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await observer.dispose()
+    return open_ids
+
+
+@pytest.mark.parametrize("dialect", ["asyncpg", "psycopg", "asyncmy"], indirect=True)
+@pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
+def test_close_on_another_event_loop_then_on_the_loop_that_kept_connections_leaves_none_open(
+    url: str, dialect: str, engine_mode: str
+) -> None:
+    store = _store(url, engine_mode, unique_table(), pool_size=4, max_overflow=0, pool_timeout=10)
+    opened: set[int] = set()
+    event.listen(
+        store.engine.sync_engine,
+        "connect",
+        lambda _dbapi, record: opened.add(_server_id(record.driver_connection)),
+    )
+    kept, closed_elsewhere = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    async def keeps_connections() -> None:  # a loop of its own, in its own thread
+        await create_table(store)
+        await asyncio.gather(*(store.set(f"k{i}", b"v") for i in range(8)))  # keeps some between calls
+        kept.set()
+        await asyncio.to_thread(closed_elsewhere.wait, 30)
+        await store.close()
+
+    def in_thread() -> None:
+        try:
+            asyncio.run(keeps_connections())
+        except BaseException as error:  # reported by the test's thread
+            failures.append(error)
+            kept.set()
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    assert kept.wait(30)
+    asyncio.run(store.close())  # another loop's close(): that loop's connections are not its own to close
+    closed_elsewhere.set()
+    thread.join(30)
+    assert not thread.is_alive() and not failures, failures
+    assert len(opened) >= 2
+    assert asyncio.run(_still_open(url, opened)) == set()
+    asyncio.run(_drop_and_close(store))
+
+
+async def _drop_and_close(store: SQLStore) -> None:
+    await drop_table(store)
+    await store.close()
 
 
 # -- 6. pool options are read by value ----------------------------------------------------------------
