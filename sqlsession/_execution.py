@@ -26,12 +26,15 @@ task), for at most ``pool_timeout`` seconds. Only while no one else waits in the
 that waited joins the pool's queue (within what is left of its ``pool_timeout``).
 
 An engine's pool and its connections belong to one event loop at a time: a call made while calls of
-another event loop (thread) that is still open run is refused at once with a clear
+another event loop (thread) that is running run is refused at once with a clear
 :class:`StoreError` (an asyncio queue wakes no waiter from another thread: such calls hung), and
 one made after them works. A pool without a queue (``NullPool``) serves any loop at any time.
-``close()`` of a store that owns its engine disposes of the engine, which puts a new pool in it: the
-executor always reads the engine's current pool, and a connection of the old one that a call gives
-back afterwards is closed, not checked in there.
+When calls move to a new event loop, a store that owns its engine puts a new pool in it if the old
+one's queue (bound to the first loop that waited in it) or connections belong to another loop, and
+closes the old connections (those of a loop that is not running by shutting their sockets down);
+``close()`` does the same. The executor always reads the engine's current pool, and a connection of
+an old one that a call gives back afterwards is closed, not checked in there. On the application's
+engine, a pool bound to another loop fails the call with advice (``await engine.dispose()``).
 
 Every failure is raised as :class:`StoreError` (the driver's error is its ``__cause__``), as
 :class:`StoreUnavailableError` when the database could not be reached; a call made with
@@ -514,7 +517,7 @@ class Executor:
                     # a new pool when the store owns the engine; else the pool has replaced the
                     # connection it could not ping
                     retried = True
-                    if self.owned and self.pool is pool:
+                    if self.owned and self.pool is pool and self._bound_elsewhere(loop):
                         self._renew_pool()
                     continue
                 owner = _dialects.connection_loop(lease.driver_connection)
@@ -716,6 +719,12 @@ class Executor:
         self._close_unpooled(driver_connection)
 
     def _close_unpooled(self, driver_connection: Any) -> None:
+        owner = _dialects.connection_loop(driver_connection)
+        if owner is not None and owner.is_running() and owner is not asyncio.get_running_loop():
+            # another thread's event loop: closed there (an asyncio transport is not thread-safe)
+            with contextlib.suppress(RuntimeError):  # (unless that loop has closed since: closed here)
+                owner.call_soon_threadsafe(self._close_unpooled, driver_connection)
+                return
         closing = _dialects.close_unpooled(driver_connection)
         if asyncio.iscoroutine(closing):
             self._in_background(closing)
@@ -769,13 +778,14 @@ class Executor:
         return any(idle for other, idle in list(self.idle.items()) if other is not loop)
 
     def _bound_elsewhere(self, loop: asyncio.AbstractEventLoop) -> bool:
-        """Whether the pool's queue or a connection waiting in it belongs to another event loop (an
-        asyncio queue to the first loop that waited in it: SQLAlchemy's own)."""
+        """Whether the pool's queue or a connection waiting in it belongs to another event loop that is
+        not running (ended, or left stopped): an asyncio queue belongs to the first loop that waited in
+        it (SQLAlchemy's own). (A running loop's are that loop's: calls meeting them are refused.)"""
         pool = self.pool
-        if _queue_loop(pool) not in (None, loop):
-            return True
-        loops = {_dialects.connection_loop(connection) for connection in _pooled_connections(pool)}
-        return bool(loops - {None, loop})
+        loops = {_queue_loop(pool)} | {
+            _dialects.connection_loop(connection) for connection in _pooled_connections(pool)
+        }
+        return any(other not in (None, loop) and not other.is_running() for other in loops)
 
     def _renew_pool(self) -> None:
         """Put a new pool in the engine the store owns, synchronously (``Engine.dispose(close=False)``),
@@ -797,8 +807,9 @@ class Executor:
             self.sweeps.pop(loop, None)
 
     async def close(self, *, dispose: bool) -> None:
-        """Give back the connections this event loop holds; dispose an engine the store created
-        (it stays usable: the pool makes new connections on the next call)."""
+        """Give back the connections this event loop holds; ``dispose``: put a new pool in an engine
+        the store created and close the old one's connections (the engine stays usable), unless
+        another event loop's calls run or keep connections now (that loop's own close() does it)."""
         loop = asyncio.get_running_loop()
         self._drop_dead_loops()
         renew = dispose and self.owned
