@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import MetaData, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from sqlsession import NamespaceStats, SQLStore, StoreStats
 from sqlsession.cli import format_stats, main
-from sqlsession.schema import HEAD_REVISION
+from sqlsession.schema import HEAD_REVISION, store_table
 
 from ._support import ROOT, litestar_command, sqlsession_command
 from .conftest import unique_table
@@ -203,3 +203,24 @@ def test_the_litestar_group_has_the_same_commands(tmp_path: Path, monkeypatch: p
     assert dropped.returncode == 0, dropped.stdout
     assert "app_store: dropped" in dropped.stdout
     assert "app_store: no table" in run_in_app("current")
+
+
+def test_downgrade_of_a_table_the_migrations_did_not_make_says_so_and_keeps_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'made.db'}"
+    engine = create_engine(url)
+    try:
+        store_table(MetaData()).metadata.create_all(engine)
+        assert main(["downgrade", "--yes", "--url", url]) == 1
+        assert "not made by sqlsession's migrations" in capsys.readouterr().err
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM litestar_store")).scalar_one() == 0
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_never_creates_a_database_file(tmp_path: Path) -> None:
+    missing = tmp_path / "typo.db"
+    assert main(["downgrade", "--yes", "--url", f"sqlite:///{missing}"]) == 1
+    assert not missing.exists()

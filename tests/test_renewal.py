@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlsession import SQLStore, SQLStorePlugin
 
 from ._support import BeforeStatement, StatementLog, raw_rows, within
-from .conftest import Clock, create_table, drop_table, owned_only, sqlite_only
+from .conftest import Clock, create_table, drop_table, owned_only, sqlite_only, unique_table
 
 R = 100  # renew_for, seconds
 T = 0.1  # renew_threshold
@@ -248,3 +248,34 @@ def test_good_renew_threshold_is_kept(threshold: float) -> None:
     assert SQLStore(engine, renew_threshold=threshold).renew_threshold == threshold
     plugin = SQLStorePlugin("sqlite+aiosqlite:///:memory:", renew_threshold=threshold)
     assert plugin.store_for("sessions").renew_threshold == threshold
+
+
+async def test_renewal_with_a_threshold_never_brings_back_a_key_that_expired_after_the_read(
+    url: str,
+) -> None:
+    # the store's clock, call by call: the set, then the get's read (1 s before expiry), then the
+    # get's write (1 s after it: the key expired between the two), then the last read
+    times = iter([1000.0, 1009.0, 1011.0, 1011.0])
+    store = SQLStore.with_url(url, table_name=unique_table(), clock=lambda: next(times), renew_threshold=0.5)
+    await create_table(store)
+    try:
+        await store.set("k", b"v", expires_in=10)
+        assert await store.get("k", renew_for=100) == b"v"  # live when it was read
+        assert await store.get("k") is None  # and not brought back by the renewal
+    finally:
+        await drop_table(store)
+        await store.close()
+
+
+@sqlite_only  # checked before any SQL
+async def test_renew_for_out_of_range_is_a_value_error_like_set(url: str) -> None:
+    store = SQLStore.with_url(url, table_name=unique_table())
+    await create_table(store)
+    try:
+        await store.set("k", b"v", expires_in=10)
+        with pytest.raises(ValueError, match="renew_for is out of range"):
+            await store.get("k", renew_for=timedelta.max)
+        assert await store.get("k") == b"v"
+    finally:
+        await drop_table(store)
+        await store.close()

@@ -598,3 +598,23 @@ async def test_exists_and_expires_in_agree_with_get_on_values_that_do_not_open(s
     await write_raw(writer, "k", b"plain")  # unencrypted: read as missing when encryption is on
     assert await sealed(encryption_keys=[K1]).exists("k") is False
     assert await sealed(encryption_keys=[K1], read_unsealed=True).exists("k") is True
+
+
+@sqlite_only  # what a store reads back is decided in Python, after the same SQL on every dialect
+async def test_a_compressed_value_larger_than_this_stores_limit_reads_as_missing_and_is_not_resealed(
+    url: str,
+) -> None:
+    table = unique_table()
+    writer = SQLStore.with_url(url, table_name=table, compress_min_size=100, max_value_size=2000)
+    reader = SQLStore.with_url(url, table_name=table, compress_min_size=100, max_value_size=1000)
+    await create_table(writer)
+    try:
+        value = b"x" * 1500
+        await writer.set("k", value)
+        assert await reader.get("k") is None  # not the stored envelope's bytes
+        assert await reader.reseal() == 0
+        assert await writer.get("k") == value
+    finally:
+        await drop_table(writer)
+        await writer.close()
+        await reader.close()
