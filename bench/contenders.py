@@ -39,7 +39,7 @@ ALL_CONTENDERS += ("RedisStore",)
 OPS = ("set", "get", "get_renew", "exists", "delete")  # the operations of the sequential shape
 REDIS_URL_DEFAULT = "redis://127.0.0.1:6379/0"
 
-_US = 1_000_000
+MICROSECONDS = 1_000_000  # per second: the table's expires_at counts microseconds
 # ``{t}``: the table; ``{b}`` / ``{i}``: a bytes / an integer parameter; ``{where}``, ``{live}``: below
 _UPSERT = "INSERT INTO {t} (namespace, key_hash, value, expires_at) VALUES ({b}, {b}, {b}, {i}) ON "
 _CONFLICT = "CONFLICT (namespace, key_hash) DO UPDATE SET value = excluded.value, "
@@ -99,28 +99,28 @@ class RawStore:
             self.pool.put_nowait(conn)
 
     async def set(self, key: str, value: bytes, expires_in: int | None = None) -> None:
-        expires_at = round((time.time() + expires_in) * _US) if expires_in else None
+        expires_at = round((time.time() + expires_in) * MICROSECONDS) if expires_in else None
         await self._one(self.execute, self.upsert, (self.ns, key_digest(key), value, expires_at))
 
     async def get(self, key: str, renew_for: int | None = None) -> bytes | None:
-        now, digest = round(time.time() * _US), key_digest(key)
+        now, digest = round(time.time() * MICROSECONDS), key_digest(key)
+        new_expiry = now + (renew_for or 0) * MICROSECONDS
         if not renew_for:
             rows = await self._one(self.fetch, self.select_value, (self.ns, digest, now))
         elif not self.mysql:
-            rows = await self._one(self.fetch, self.renew, (now + renew_for * _US, self.ns, digest, now))
+            rows = await self._one(self.fetch, self.renew, (new_expiry, self.ns, digest, now))
         else:  # renew only the version that was read, on the same connection
             conn = self.pool.get_nowait() if self.pool.qsize() else await self.pool.get()
             try:
                 rows = await self.fetch(conn, self.select_value_expiry, (self.ns, digest, now))
                 if rows and rows[0][1] is not None:
-                    args = (now + renew_for * _US, self.ns, digest, rows[0][1])
-                    await self.execute(conn, self.renew_cas, args)
+                    await self.execute(conn, self.renew_cas, (new_expiry, self.ns, digest, rows[0][1]))
             finally:
                 self.pool.put_nowait(conn)
         return bytes(rows[0][0]) if rows else None
 
     async def exists(self, key: str) -> bool:
-        args = (self.ns, key_digest(key), round(time.time() * _US))
+        args = (self.ns, key_digest(key), round(time.time() * MICROSECONDS))
         return bool(await self._one(self.fetch, self.select_expiry, args))
 
     async def delete(self, key: str) -> None:

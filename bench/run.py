@@ -33,10 +33,10 @@ from sqlsession._keys import encode_namespace
 
 from . import contenders as c
 from . import report
-from .contenders import OPS, Contender, Settings
+from .contenders import MICROSECONDS, OPS, Contender, Settings
 
 Cells = dict[str, dict[str, dict[str, Any]]]  # contender -> operation or size -> size or tasks -> figure
-_DAY, _US = 86_400, 1_000_000
+_DAY = 86_400  # seconds
 
 
 def session_keys(count: int, tag: str = "") -> list[str]:
@@ -248,7 +248,7 @@ async def run_scale(dialect: str, s: Settings) -> dict[str, Any]:
             # the largest table: half its rows expire before delete_expired() runs, half stay live
             live, seconds = fill // 2 if n == sizes[-1] and len(sizes) > 1 else 0, 0.0
             for rows, days in ((fill - live, 1), (live, 30)):
-                expires_at = round((time.time() + days * _DAY) * _US)
+                expires_at = round((time.time() + days * _DAY) * MICROSECONDS)
                 took, count = await bulk_load(stores[-1].store, rows, s.fill_value_bytes, expires_at)
                 seconds += took
             _log(f"  {dialect}: loaded {fill:,} rows ({live:,} of them live at cleanup) in {seconds:.1f} s")
