@@ -26,9 +26,10 @@ task), for at most ``pool_timeout`` seconds. Only while no one else waits in the
 that waited joins the pool's queue (within what is left of its ``pool_timeout``).
 
 An engine's pool and its connections belong to one event loop at a time: a call made while calls of
-another event loop (thread) that is running run is refused at once with a clear
-:class:`StoreError` (an asyncio queue wakes no waiter from another thread: such calls hung), and
-one made after them works. A pool without a queue (``NullPool``) serves any loop at any time.
+another event loop (thread) that is running run, or while the pool's queue or a connection waiting
+in it belongs to such a loop, is refused at once with a clear :class:`StoreError` (an asyncio queue
+wakes no waiter from another thread: such calls hung; a pre-ping on another thread's connection
+crashed asyncpg). A pool without a queue (``NullPool``) serves any loop at any time.
 When calls move to a new event loop, a store that owns its engine puts a new pool in it if the old
 one's queue (bound to the first loop that waited in it) or connections belong to another loop, and
 closes the old connections (those of a loop that is not running by shutting their sockets down);
@@ -320,9 +321,12 @@ class Executor:
         return count
 
     def _enter(self) -> asyncio.AbstractEventLoop:
-        """Count a call on the running event loop; refused at once while calls of another event
-        loop (thread) that is running run: an asyncio pool's queue belongs to one loop, and a
-        connection given back from another thread would not wake a call waiting in it (it hung)."""
+        """Count a call on the running event loop. Refused at once while calls of another event loop
+        (thread) that is running run, or while the pool's queue or a connection waiting in it belongs
+        to such a loop: an asyncio pool's queue belongs to one loop (a connection given back from
+        another thread did not wake a call waiting in it: it hung), and a checkout that pings would
+        do I/O on another thread's connection (asyncpg crashed). A pool bound to a loop that is not
+        running (ended, or left stopped) is replaced when the store owns the engine."""
         loop = asyncio.get_running_loop()
         if self.calls is None:
             return loop
@@ -331,16 +335,18 @@ class Executor:
             if running_on is not loop:
                 # (a loop that is not running makes no progress: its calls may never end, e.g. a loop
                 # left stopped after run_until_complete gave up waiting, and must not block others)
-                if running_on is not None and self.in_flight and running_on.is_running():
+                others = self._other_loops(loop)
+                if any(other.is_running() for other in others) or (
+                    running_on is not None and self.in_flight and running_on.is_running()
+                ):
                     raise StoreError(
-                        "this store's engine is in use on another event loop (thread) right now; an "
-                        "AsyncEngine's pool and connections belong to one event loop: give each loop "
-                        "its own store (SQLStore.with_url per loop), or create the engine with "
-                        "poolclass=NullPool"
+                        "this store's engine is in use on another event loop (thread); an AsyncEngine's "
+                        "pool and connections belong to one event loop: give each loop its own store "
+                        "(SQLStore.with_url per loop), or create the engine with poolclass=NullPool"
                     )
                 self.running_on = loop
                 self.in_flight = 0  # (the calls of a loop that was stopped or closed under them)
-                if self.owned and self._bound_elsewhere(loop):
+                if self.owned and others:
                     self._renew_pool()
             self.in_flight += 1
         return loop
@@ -517,7 +523,10 @@ class Executor:
                     # a new pool when the store owns the engine; else the pool has replaced the
                     # connection it could not ping
                     retried = True
-                    if self.owned and self.pool is pool and self._bound_elsewhere(loop):
+                    others = self._other_loops(loop)
+                    if any(other.is_running() for other in others):
+                        raise self._failed(error) from _driver_error(error)
+                    if self.owned and self.pool is pool and others:
                         self._renew_pool()
                     continue
                 owner = _dialects.connection_loop(lease.driver_connection)
@@ -629,7 +638,8 @@ class Executor:
         connection, a wait for one, a pre-ping, a recycle), and a cancellation of the caller must
         not cut it in half; a connection that arrives after the caller left goes back at once.
         ``deadline`` (the loop's time): give up then, as the pool gives up after ``pool_timeout``."""
-        task = self._in_background(greenlet_spawn(_dialects.checkout_for_store, self.pool))
+        # the pool read when the checkout runs: close() may have replaced it since
+        task = self._in_background(greenlet_spawn(lambda: _dialects.checkout_for_store(self.pool)))
         self.connecting.add(task)
         task.add_done_callback(self.connecting.discard)
         try:
@@ -777,15 +787,14 @@ class Executor:
         """Whether another event loop keeps connections between its calls."""
         return any(idle for other, idle in list(self.idle.items()) if other is not loop)
 
-    def _bound_elsewhere(self, loop: asyncio.AbstractEventLoop) -> bool:
-        """Whether the pool's queue or a connection waiting in it belongs to another event loop that is
-        not running (ended, or left stopped): an asyncio queue belongs to the first loop that waited in
-        it (SQLAlchemy's own). (A running loop's are that loop's: calls meeting them are refused.)"""
+    def _other_loops(self, loop: asyncio.AbstractEventLoop) -> set[asyncio.AbstractEventLoop]:
+        """The event loops other than ``loop`` that the pool's queue (an asyncio queue belongs to the
+        first loop that waited in it: SQLAlchemy's own) or a connection waiting in it belongs to."""
         pool = self.pool
         loops = {_queue_loop(pool)} | {
             _dialects.connection_loop(connection) for connection in _pooled_connections(pool)
         }
-        return any(other not in (None, loop) and not other.is_running() for other in loops)
+        return {other for other in loops if other is not None and other is not loop}
 
     def _renew_pool(self) -> None:
         """Put a new pool in the engine the store owns, synchronously (``Engine.dispose(close=False)``),
@@ -818,15 +827,18 @@ class Executor:
             for lease in self.idle.pop(loop, []):
                 if not self._checkin_now(lease):
                     self._drop(lease)
-            if renew and not self._loop_in_use_elsewhere(loop) and not self._kept_elsewhere(loop):
-                # (another loop's calls or kept connections are that loop's: its own close() ends them)
-                self._renew_pool()
-                renew = False
             # asyncio.wait: a cancelled close() leaves this work to finish (gather would cancel it)
             ours = [task for task in list(self.closing) if task.get_loop() is loop]
-            if not ours:
+            if ours:
+                await asyncio.wait(ours)
+                continue
+            # no checkout of this loop's calls is under way in the old pool now (none is left waiting
+            # for a connection that is being closed); another loop's calls or kept connections are
+            # that loop's, and its own close() ends them
+            if not renew or self._loop_in_use_elsewhere(loop) or self._kept_elsewhere(loop):
                 break
-            await asyncio.wait(ours)
+            self._renew_pool()
+            renew = False
 
 
 def _next_checkout_is_open(pool: Pool) -> bool:

@@ -215,6 +215,71 @@ def test_two_event_loops_at_once_never_hang(url: str, engine_mode: str, start_up
 
 
 @pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
+def test_a_call_of_a_second_running_loop_never_pings_the_first_loops_connections(
+    url: str, engine_mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # with pre-ping, a checkout does I/O on the connection it takes: one of another thread's running loop
+    # must not be touched from this thread (asyncpg crashed; SQLAlchemy logged failed terminations)
+    store = _store(url, engine_mode, unique_table(), pool_size=3, max_overflow=0, pool_pre_ping=True)
+    loops = [asyncio.new_event_loop() for _ in range(2)]
+    threads = [threading.Thread(target=loop.run_forever, daemon=True) for loop in loops]
+    for thread in threads:
+        thread.start()
+
+    def on(loop: asyncio.AbstractEventLoop, work: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(work, loop).result(30)
+
+    async def calls(name: str, count: int) -> list[str]:
+        async def one(i: int) -> str:
+            try:
+                await store.set(f"{name}{i}", b"v")
+            except StoreError as error:  # allowed: a clear error at once
+                assert "event loop" in str(error)
+                return "refused"
+            return "ok"
+
+        return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+    first, second = loops
+    try:
+        on(first, create_table(store))
+        with caplog.at_level(logging.ERROR, logger="sqlalchemy.pool"):
+            for _ in range(10):
+                assert on(first, calls("a", 3)) == ["ok"] * 3
+                on(second, calls("b", 1))
+        assert not [r for r in caplog.records if r.name.startswith("sqlalchemy.pool")], caplog.text
+        on(first, drop_table(store))
+        for loop in loops:
+            on(loop, store.close())
+    finally:
+        for loop, thread in zip(loops, threads):
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            loop.close()
+
+
+@pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
+async def test_close_while_calls_start_on_a_pinging_pool_never_hangs(url: str, engine_mode: str) -> None:
+    # close() gives the engine a new pool: calls whose checkouts had not run yet must not take the old
+    # pool's connections that close() is closing (the ping waited forever on psycopg and SQLite)
+    options = {"pool_size": 2, "max_overflow": 1, "pool_timeout": 5, "pool_pre_ping": True}
+    store = _store(url, engine_mode, unique_table(), **options)
+    await create_table(store)
+    try:
+        for round_ in range(5):
+            await asyncio.gather(*(store.set(f"w{i}", b"v") for i in range(3)))  # back in the pool
+            calls = [asyncio.ensure_future(store.set(f"{round_}-{i}", b"v")) for i in range(4)]
+            await asyncio.sleep(0)  # the calls have started their checkouts, which have not run yet
+            with anyio.fail_after(15):
+                await store.close()
+                assert await asyncio.gather(*calls) == [None] * 4
+        assert [await store.get(f"4-{i}") for i in range(4)] == [b"v"] * 4
+    finally:
+        await drop_table(store)
+        await store.close()
+
+
+@pytest.mark.parametrize("engine_mode", ["owned"], indirect=True)
 def test_two_event_loops_at_once_work_on_a_pool_without_a_queue(url: str, engine_mode: str) -> None:
     # NullPool opens and closes a connection for each call, on the loop that makes it
     store = _store(url, engine_mode, unique_table(), poolclass=NullPool)
