@@ -252,7 +252,7 @@ def test_a_call_of_a_second_running_loop_never_pings_the_first_loops_connections
         for loop in loops:
             on(loop, store.close())
     finally:
-        for loop, thread in zip(loops, threads):
+        for loop, thread in zip(loops, threads, strict=True):
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)
             loop.close()
