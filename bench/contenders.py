@@ -39,7 +39,7 @@ ALL_CONTENDERS += ("RedisStore",)
 OPS = ("set", "get", "get_renew", "exists", "delete")  # the operations of the sequential shape
 REDIS_URL_DEFAULT = "redis://127.0.0.1:6379/0"
 
-MICROSECONDS = 1_000_000  # per second: the table's expires_at counts microseconds
+DAY, MICROSECONDS = 86_400, 1_000_000  # seconds in a day; per second (expires_at counts microseconds)
 # ``{t}``: the table; ``{b}`` / ``{i}``: a bytes / an integer parameter; ``{where}``, ``{live}``: below
 _UPSERT = "INSERT INTO {t} (namespace, key_hash, value, expires_at) VALUES ({b}, {b}, {b}, {i}) ON "
 _CONFLICT = "CONFLICT (namespace, key_hash) DO UPDATE SET value = excluded.value, "

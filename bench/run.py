@@ -33,10 +33,9 @@ from sqlsession._keys import encode_namespace
 
 from . import contenders as c
 from . import report
-from .contenders import MICROSECONDS, OPS, Contender, Settings
+from .contenders import DAY, MICROSECONDS, OPS, Contender, Settings
 
 Cells = dict[str, dict[str, dict[str, Any]]]  # contender -> operation or size -> size or tasks -> figure
-_DAY = 86_400  # seconds
 
 
 def session_keys(count: int, tag: str = "") -> list[str]:
@@ -248,20 +247,20 @@ async def run_scale(dialect: str, s: Settings) -> dict[str, Any]:
             # the largest table: half its rows expire before delete_expired() runs, half stay live
             live, seconds = fill // 2 if n == sizes[-1] and len(sizes) > 1 else 0, 0.0
             for rows, days in ((fill - live, 1), (live, 30)):
-                expires_at = round((time.time() + days * _DAY) * MICROSECONDS)
+                expires_at = round((time.time() + days * DAY) * MICROSECONDS)
                 took, count = await bulk_load(stores[-1].store, rows, s.fill_value_bytes, expires_at)
                 seconds += took
             _log(f"  {dialect}: loaded {fill:,} rows ({live:,} of them live at cleanup) in {seconds:.1f} s")
             out["rows"][str(n)] = {"filled": fill, "expiring": fill - live, "live": live, "load_s": seconds}
             out["rows"][str(n)]["table_rows_after_load"] = count
-        cells, misses, errors = await sequential(stores, (512,), s.scale_keys, s.scale_rounds, 7 * _DAY, keys)
+        cells, misses, errors = await sequential(stores, (512,), s.scale_keys, s.scale_rounds, 7 * DAY, keys)
         for n, name in [(n, x.name) for n, x in zip(sizes, stores, strict=True)]:
             ops = {op: cell["512"] for op, cell in cells.get(name, {}).items()}
             out["rows"][str(n)] |= {"ops": ops, "misses": misses[name]}
             out["rows"][str(n)] |= {"error": errors[name]} if name in errors else {}
         big, read_keys = stores[-1].store, [f"{key}512" for key in keys]
         _, _, baseline = await _gets_while(big, read_keys, s, lambda: asyncio.sleep(2.0))
-        shift[0] = 2 * _DAY
+        shift[0] = 2 * DAY
         _log(f"  {dialect}: delete_expired() on {sizes[-1]:,} rows ...")
         deleted, seconds, during = await _gets_while(big, read_keys, s, big.delete_expired)
         out["delete_expired"] = {"rows": sizes[-1], "deleted": deleted, "seconds": seconds}

@@ -618,27 +618,36 @@ def test_an_application_engine_whose_pool_belongs_to_another_loop_fails_at_once_
 
     async def bind_the_pool_to_this_loop() -> None:
         await create_table(store)
-        async with engine.connect():  # a second checkout waits in the pool's queue: bound to this loop
+        async with engine.connect() as conn:  # a second checkout waits in the queue: bound to this loop
             waiting = asyncio.ensure_future(engine.connect().start())
             await asyncio.sleep(0.05)
-        await (await waiting).close()
+            await conn.invalidate()  # closed on its own loop: the waiting checkout opens another
+        waited = await waiting
+        await waited.invalidate()  # the same: no connection of this loop is left in the pool
+        await waited.close()
 
     async def on_the_next_loop() -> BaseException | None:
-        async with engine.connect():  # the only connection: the store's call must wait in the queue
-            try:
-                await asyncio.wait_for(store.get("k"), 5)
-            except StoreError as error:
-                return error
-        return None
+        try:
+            async with engine.connect():  # the only connection: the store's call must wait in the queue
+                try:
+                    await asyncio.wait_for(store.get("k"), 5)
+                except StoreError as error:
+                    return error
+            return None
+        finally:
+            await engine.dispose()  # the application's move to this loop, and its connection closed here
+
+    async def finish() -> None:
+        await drop_table(store)
+        await store.close()
+        await engine.dispose()
 
     try:
         asyncio.run(bind_the_pool_to_this_loop())
         error = asyncio.run(on_the_next_loop())
         assert error is not None and "await engine.dispose()" in str(error), error
     finally:
-        asyncio.run(engine.dispose())
-        asyncio.run(_drop_and_close(store))
-        asyncio.run(engine.dispose())
+        asyncio.run(finish())
 
 
 def _server_id(driver_connection: Any) -> int:
