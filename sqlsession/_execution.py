@@ -82,6 +82,11 @@ __all__ = ("Executor", "Statement")
 logger = logging.getLogger("sqlsession")
 # SQLAlchemy 2.1 hands out a connection waiting in an asyncio pool without awaiting; 2.0 always awaits
 _QUEUE_GET_IS_LOCAL = tuple(int(part) for part in sqlalchemy.__version__.split(".")[:2]) >= (2, 1)
+IN_USE_ELSEWHERE = (
+    "this store's engine is in use on another event loop (thread); an AsyncEngine's pool and connections "
+    "belong to one event loop: give each loop its own store (SQLStore.with_url per loop), or create the "
+    "engine with poolclass=NullPool"
+)
 LOG_REPEAT_SECONDS = 60.0
 """A failure with the same cause is logged again after this long, with the count of those between."""
 
@@ -121,8 +126,9 @@ def _driver_error(error: BaseException) -> BaseException:
 def _bound_to_another_loop(error: BaseException) -> bool:
     """Whether ``error`` is asyncio's refusal of an object (a pool's queue, a connection) that belongs
     to another event loop."""
-    message = str(_driver_error(error))
-    return isinstance(_driver_error(error), RuntimeError) and (
+    orig = _driver_error(error)
+    message = str(orig)
+    return isinstance(orig, RuntimeError) and (
         "different loop" in message or "different event loop" in message or "loop is closed" in message
     )
 
@@ -339,11 +345,7 @@ class Executor:
                 if any(other.is_running() for other in others) or (
                     running_on is not None and self.in_flight and running_on.is_running()
                 ):
-                    raise StoreError(
-                        "this store's engine is in use on another event loop (thread); an AsyncEngine's "
-                        "pool and connections belong to one event loop: give each loop its own store "
-                        "(SQLStore.with_url per loop), or create the engine with poolclass=NullPool"
-                    )
+                    raise StoreError(IN_USE_ELSEWHERE)
                 self.running_on = loop
                 self.in_flight = 0  # (the calls of a loop that was stopped or closed under them)
                 if self.owned and others:
@@ -535,11 +537,7 @@ class Executor:
                     return lease
                 if owner.is_running():
                     self._drop(lease)  # not ours to use, nor to give back from this thread
-                    raise StoreError(
-                        "this store's engine is in use on another event loop (thread); an AsyncEngine's "
-                        "connections belong to one event loop: give each loop its own store "
-                        "(SQLStore.with_url per loop), or create the engine with poolclass=NullPool"
-                    )
+                    raise StoreError(IN_USE_ELSEWHERE)
                 # made on an event loop that has ended or stopped (start-up code, say): unusable here
                 self._drop(lease)
         finally:
@@ -685,7 +683,7 @@ class Executor:
     def _pass_on(self, lease: PoolProxiedConnection, loop: asyncio.AbstractEventLoop) -> bool:
         """Hand ``lease`` to a call of ours waiting on this loop, keep it, or check it in, all
         without awaiting; ``False``: the pool would close it, which the caller must do."""
-        if getattr(lease, "_pool", self.pool) is not self.pool:  # (a private attribute, read here only)
+        if _of_replaced_pool(lease, self.pool):
             # from a pool the engine has disposed of since (close()): closed, not checked in there
             self._done_with(loop)
             self._drop(lease)
@@ -748,7 +746,7 @@ class Executor:
         if (
             self.checkin_commits
             or not isinstance(pool, QueuePool)
-            or getattr(lease, "_pool", pool) is not pool  # of a pool disposed of since: closed instead
+            or _of_replaced_pool(lease, pool)  # closed instead
             or pool.checkedin() >= pool.size()
         ):
             return False
@@ -841,12 +839,25 @@ class Executor:
             renew = False
 
 
+def _asyncio_queue(pool: Pool) -> Any:
+    """The asyncio queue of connection records in an asyncio ``QueuePool`` (SQLAlchemy's private
+    state, read only here); ``None`` for any other shape of pool, which the readers below treat as
+    "unknown"."""
+    return getattr(getattr(pool, "_pool", None), "_queue", None)
+
+
+def _of_replaced_pool(lease: PoolProxiedConnection, pool: Pool) -> bool:
+    """Whether ``lease`` came from a pool the engine has replaced since (``close()``, a new event loop):
+    it is closed, never checked in there (its private attribute, read only here)."""
+    return getattr(lease, "_pool", pool) is not pool
+
+
 def _next_checkout_is_open(pool: Pool) -> bool:
     """Whether the connection a checkout of ``pool`` takes next is open and need not be replaced
     (SQLAlchemy's own test in ``_ConnectionRecord.get_connection``, read from the pool's private
     state: a queue of connection records; any other shape of it reads as ``False``)."""
     try:
-        waiting = pool._pool._queue._queue  # type: ignore[attr-defined]
+        waiting = _asyncio_queue(pool)._queue
         record = waiting[-1] if pool._pool.use_lifo else waiting[0]  # type: ignore[attr-defined]
         return bool(
             record.dbapi_connection is not None
@@ -862,7 +873,7 @@ def _pooled_connections(pool: Pool) -> list[Any]:
     """The driver connections waiting in ``pool`` (read from its private state, a queue of connection
     records); none for any other shape of it."""
     try:
-        records = list(pool._pool._queue._queue)  # type: ignore[attr-defined]
+        records = list(_asyncio_queue(pool)._queue)
         return [record.driver_connection for record in records if record.dbapi_connection is not None]
     except (AttributeError, TypeError, RuntimeError):
         return []
@@ -871,7 +882,7 @@ def _pooled_connections(pool: Pool) -> list[Any]:
 def _queue_loop(pool: Pool) -> asyncio.AbstractEventLoop | None:
     """The event loop ``pool``'s asyncio queue belongs to, once a checkout waited in it (its private
     state); ``None``: none yet, or another shape of pool."""
-    loop = getattr(getattr(getattr(pool, "_pool", None), "_queue", None), "_loop", None)
+    loop = getattr(_asyncio_queue(pool), "_loop", None)
     return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
 
 
@@ -879,7 +890,7 @@ def _queued(pool: Pool) -> int | None:
     """How many wait in ``pool``'s own queue for a connection (read from its private state, an
     asyncio queue); ``None`` for any other shape of it."""
     try:
-        getters = pool._pool._queue._getters  # type: ignore[attr-defined]
+        getters = _asyncio_queue(pool)._getters
         return sum(not getter.done() for getter in getters)
     except (AttributeError, TypeError, RuntimeError):  # RuntimeError: changed by another thread
         return None
